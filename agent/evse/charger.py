@@ -1,0 +1,459 @@
+"""The charging session of one EVSE, as a pure state machine.
+
+``step(state, event) -> (state, effects)``: no I/O, no clock. The controller
+(``agent/evse/controller.py``) feeds it events and executes the effects in order.
+
+The machine stores the facts (plugged, power requested, faults, authorization,
+transaction, limit); the outputs (contactor, pilot, OCPP status) are *derived*
+from the facts after every event and emitted as effects only when they change.
+Deriving them in one place is what makes the safety invariant easy to check:
+
+    the contactor is on only if CP is in C or D, a transaction is running for an
+    authorized id, no fault or pilot error is active, and the EVSE offers >= 6 A.
+
+Effect order is part of the contract: when the contactor must open, ``SetContactor(False)``
+is the first effect, before the pilot changes and before any transaction bookkeeping
+(DESIGN "Safety ordering"). When it may close, it is the last effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TypeAlias
+
+from agent.events import ConnectorStatus, FaultCode, StopReason
+from agent.evse import iec61851
+from agent.evse.iec61851 import PilotEvent
+from hal.pilot import PilotOutput
+
+CONNECTION_TIMER = "connection_timeout"
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerConfig:
+    """Settings the machine consults; changed at run time by ``ConfigChanged``.
+
+    Attributes:
+        connection_timeout_s: Authorized but not plugged in for this long ->
+            the authorization lapses (OCPP 1.6 ConnectionTimeOut).
+        stop_tx_on_ev_side_disconnect: Unplugging the EV ends the transaction
+            (1.6 StopTransactionOnEVSideDisconnect); when False the transaction
+            stays and the connector is SuspendedEV.
+        ventilation_available: Whether state D may be energised (IEC 61851-1: D
+            needs ventilation; without it D is never energised).
+    """
+
+    connection_timeout_s: float = 60.0
+    stop_tx_on_ev_side_disconnect: bool = True
+    ventilation_available: bool = False
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Pilot:
+    """A pilot event from the IEC 61851 interpreter."""
+
+    event: PilotEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPresented:
+    """A local id token was read (RFID card, keypad)."""
+
+    id_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStartRequested:
+    """The CSMS asked to start. ``authorize`` False means "already authorized"."""
+
+    id_tag: str
+    authorize: bool
+    remote_start_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationResolved:
+    """The answer to a ``RequestAuthorization`` effect."""
+
+    id_tag: str
+    accepted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequested:
+    """Stop the running transaction (remote stop, reset, unlock, deauthorization)."""
+
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class FaultChanged:
+    """A hardware fault was raised (``active``) or cleared."""
+
+    code: FaultCode
+    active: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityChanged:
+    """Operative / inoperative (ChangeAvailability, persisted by the station)."""
+
+    operative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LimitChanged:
+    """New effective current limit in A (min of every limit; the controller computes it)."""
+
+    limit_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerExpired:
+    """A timer started by ``StartTimer`` ran out."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    config: ChargerConfig
+
+
+Event: TypeAlias = (
+    Pilot
+    | TokenPresented
+    | RemoteStartRequested
+    | AuthorizationResolved
+    | StopRequested
+    | FaultChanged
+    | AvailabilityChanged
+    | LimitChanged
+    | TimerExpired
+    | ConfigChanged
+)
+
+
+# --------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class SetContactor:
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetPilot:
+    output: PilotOutput
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAuthorization:
+    id_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class BeginTransaction:
+    id_tag: str
+    remote_start_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndTransaction:
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class PublishStatus:
+    status: ConnectorStatus
+    error_code: FaultCode | None
+    info: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    name: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    name: str
+
+
+Effect: TypeAlias = (
+    SetContactor
+    | SetPilot
+    | RequestAuthorization
+    | BeginTransaction
+    | EndTransaction
+    | PublishStatus
+    | StartTimer
+    | CancelTimer
+)
+
+
+# ----------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    """Facts about one EVSE plus the outputs last commanded.
+
+    Attributes:
+        plugged, power_requested, ventilation_required, pilot_error: from the CP.
+        faults: active hardware faults with their detail text.
+        operative: requested availability (a running transaction finishes first).
+        pending_auth: id tag waiting for an authorization answer.
+        authorized_id: accepted id tag not yet used by a transaction.
+        remote_start_id: remote start id to attach to the next transaction.
+        tx_id_tag: id tag of the running transaction, None when there is none.
+        finishing: a transaction ended with the cable still plugged in.
+        limit_a: effective current limit in A.
+        contactor_on, pilot, status: outputs last commanded (for diffing).
+    """
+
+    config: ChargerConfig = field(default_factory=ChargerConfig)
+    plugged: bool = False
+    power_requested: bool = False
+    ventilation_required: bool = False
+    pilot_error: bool = False
+    faults: tuple[tuple[FaultCode, str], ...] = ()
+    operative: bool = True
+    pending_auth: str | None = None
+    authorized_id: str | None = None
+    remote_start_id: int | None = None
+    tx_id_tag: str | None = None
+    finishing: bool = False
+    limit_a: float = 0.0
+    contactor_on: bool = False
+    pilot: PilotOutput = field(default_factory=PilotOutput.steady)
+    status: PublishStatus | None = None
+
+    @property
+    def tx_active(self) -> bool:
+        return self.tx_id_tag is not None
+
+    @property
+    def faulted(self) -> bool:
+        return bool(self.faults) or self.pilot_error
+
+
+def initial_state(
+    *, config: ChargerConfig, operative: bool, limit_a: float
+) -> tuple[ChargerState, list[Effect]]:
+    """The state at start-up and the effects that put the outputs in line with it."""
+    state = ChargerState(config=config, operative=operative, limit_a=limit_a, status=None)
+    # Force the first output diff: contactor off and steady pilot are commanded
+    # explicitly even though the defaults already say so.
+    forced = replace(state, contactor_on=True, pilot=PilotOutput.error())
+    return _settle(forced, [])
+
+
+# ------------------------------------------------------------------------ step
+
+
+def _same_tag(a: str | None, b: str) -> bool:
+    # OCPP IdToken comparison is case-insensitive (1.6 IdToken is CiString20).
+    return a is not None and a.upper() == b.upper()
+
+
+def step(state: ChargerState, event: Event) -> tuple[ChargerState, list[Effect]]:
+    """Apply one event; return the new state and the effects to execute in order."""
+    effects: list[Effect] = []
+    s = state
+    match event:
+        case Pilot(event=pe):
+            s = _on_pilot(s, pe, effects)
+        case TokenPresented(id_tag=tag):
+            s = _on_token(s, tag, effects)
+        case RemoteStartRequested(id_tag=tag, authorize=authorize, remote_start_id=rsid):
+            if not _can_start(s) or s.pending_auth is not None:
+                return _settle(s, effects)  # the station answers Rejected before this
+            s = replace(s, remote_start_id=rsid)
+            if authorize:
+                s = replace(s, pending_auth=tag)
+                effects.append(RequestAuthorization(tag))
+            else:
+                s = _authorized(s, tag, effects)
+        case AuthorizationResolved(id_tag=tag, accepted=accepted):
+            if _same_tag(s.pending_auth, tag):
+                s = replace(s, pending_auth=None)
+                if accepted and _can_start(s):
+                    s = _authorized(s, tag, effects)
+                else:
+                    s = replace(s, remote_start_id=None)
+        case StopRequested(reason=reason):
+            if s.tx_active:
+                s = _end_tx(s, reason, effects)
+            else:
+                s = _drop_authorization(s, effects)
+        case FaultChanged(code=code, active=active, detail=detail):
+            others = tuple(f for f in s.faults if f[0] != code)
+            s = replace(s, faults=(*others, (code, detail)) if active else others)
+        case AvailabilityChanged(operative=operative):
+            s = replace(s, operative=operative)
+            if not operative and not s.tx_active:
+                s = _drop_authorization(s, effects)
+        case LimitChanged(limit_a=limit_a):
+            s = replace(s, limit_a=limit_a)
+        case TimerExpired(name=name):
+            if name == CONNECTION_TIMER and not s.plugged and not s.tx_active:
+                s = _drop_authorization(s, effects)
+        case ConfigChanged(config=config):
+            s = replace(s, config=config)
+    s = _maybe_begin(s, effects)
+    return _settle(s, effects)
+
+
+def _on_pilot(s: ChargerState, pe: PilotEvent, effects: list[Effect]) -> ChargerState:
+    match pe:
+        case PilotEvent.PLUGGED:
+            s = replace(s, plugged=True, finishing=False)
+            if s.authorized_id is not None:
+                effects.append(CancelTimer(CONNECTION_TIMER))
+        case PilotEvent.UNPLUGGED:
+            s = replace(s, plugged=False, power_requested=False, finishing=False)
+            if s.tx_active and s.config.stop_tx_on_ev_side_disconnect:
+                s = _end_tx(s, StopReason.EV_DISCONNECTED, effects)
+        case PilotEvent.POWER_REQUESTED:
+            s = replace(s, power_requested=True)
+        case PilotEvent.POWER_RELEASED:
+            s = replace(s, power_requested=False)
+        case PilotEvent.VENTILATION_REQUIRED:
+            s = replace(s, ventilation_required=True)
+        case PilotEvent.VENTILATION_RELEASED:
+            s = replace(s, ventilation_required=False)
+        case PilotEvent.ERROR_RAISED:
+            s = replace(s, pilot_error=True)
+        case PilotEvent.ERROR_CLEARED:
+            s = replace(s, pilot_error=False)
+    return s
+
+
+def _on_token(s: ChargerState, tag: str, effects: list[Effect]) -> ChargerState:
+    if s.tx_active:
+        # The same token presented again stops the session (OCPP 1.6 3.5: local stop).
+        if _same_tag(s.tx_id_tag, tag):
+            return _end_tx(s, StopReason.LOCAL, effects)
+        return s
+    if s.pending_auth is not None or not _can_start(s):
+        return s
+    if _same_tag(s.authorized_id, tag):
+        return _drop_authorization(s, effects)  # presenting it again cancels
+    effects.append(RequestAuthorization(tag))
+    return replace(s, pending_auth=tag)
+
+
+def _can_start(s: ChargerState) -> bool:
+    return s.operative and not s.faulted and not s.tx_active
+
+
+def _authorized(s: ChargerState, tag: str, effects: list[Effect]) -> ChargerState:
+    s = replace(s, authorized_id=tag)
+    if not s.plugged:
+        effects.append(StartTimer(CONNECTION_TIMER, s.config.connection_timeout_s))
+    return s
+
+
+def _drop_authorization(s: ChargerState, effects: list[Effect]) -> ChargerState:
+    if s.authorized_id is not None and not s.plugged:
+        effects.append(CancelTimer(CONNECTION_TIMER))
+    return replace(s, authorized_id=None, pending_auth=None, remote_start_id=None)
+
+
+def _maybe_begin(s: ChargerState, effects: list[Effect]) -> ChargerState:
+    # OCPP 1.6 default start point: cable plugged in and id authorized.
+    if s.authorized_id is not None and s.plugged and _can_start(s):
+        effects.append(BeginTransaction(s.authorized_id, s.remote_start_id))
+        return replace(
+            s, tx_id_tag=s.authorized_id, authorized_id=None, remote_start_id=None, finishing=False
+        )
+    return s
+
+
+def _end_tx(s: ChargerState, reason: StopReason, effects: list[Effect]) -> ChargerState:
+    # The contactor must be open before the transaction is ended (safety ordering).
+    if s.contactor_on:
+        effects.append(SetContactor(False))
+        s = replace(s, contactor_on=False)
+    effects.append(EndTransaction(reason))
+    return replace(s, tx_id_tag=None, finishing=s.plugged)
+
+
+# ------------------------------------------------------------ derived outputs
+
+
+def offers_energy(s: ChargerState) -> bool:
+    """Whether the EVSE signals PWM (is ready to supply energy)."""
+    return (
+        s.tx_active
+        and s.plugged
+        and not s.faulted
+        and iec61851.duty_for_current(s.limit_a) is not None
+        and not (s.ventilation_required and not s.config.ventilation_available)
+    )
+
+
+def contactor_allowed(s: ChargerState) -> bool:
+    """The safety invariant: may the contactor be closed now?"""
+    return offers_energy(s) and s.power_requested
+
+
+def desired_pilot(s: ChargerState) -> PilotOutput:
+    duty = iec61851.duty_for_current(s.limit_a)
+    if offers_energy(s) and duty is not None:
+        return PilotOutput.pwm(duty)
+    return PilotOutput.steady()
+
+
+def derive_status(s: ChargerState) -> PublishStatus:
+    """The OCPP-visible status (1.6 §4.9 rules, REFERENCE 2.3)."""
+    if s.faults:
+        code, detail = s.faults[0]
+        return PublishStatus(ConnectorStatus.FAULTED, code, detail or None)
+    if s.pilot_error:
+        return PublishStatus(
+            ConnectorStatus.FAULTED, FaultCode.OTHER_ERROR, "control pilot in state E/F"
+        )
+    if s.tx_active:
+        if not s.plugged:
+            return PublishStatus(ConnectorStatus.SUSPENDED_EV, None, "EV side disconnected")
+        if not offers_energy(s):  # SuspendedEVSE wins over SuspendedEV (1.6 §4.9)
+            return PublishStatus(ConnectorStatus.SUSPENDED_EVSE, None, None)
+        if s.power_requested:
+            return PublishStatus(ConnectorStatus.CHARGING, None, None)
+        return PublishStatus(ConnectorStatus.SUSPENDED_EV, None, None)
+    if not s.operative:
+        return PublishStatus(ConnectorStatus.UNAVAILABLE, None, None)
+    if s.finishing:
+        return PublishStatus(ConnectorStatus.FINISHING, None, None)
+    if s.plugged or s.pending_auth is not None or s.authorized_id is not None:
+        return PublishStatus(ConnectorStatus.PREPARING, None, None)
+    return PublishStatus(ConnectorStatus.AVAILABLE, None, None)
+
+
+def _settle(s: ChargerState, effects: list[Effect]) -> tuple[ChargerState, list[Effect]]:
+    """Append the output changes the new facts imply, in safe order."""
+    want_contactor = contactor_allowed(s)
+    want_pilot = desired_pilot(s)
+    want_status = derive_status(s)
+    head: list[Effect] = []
+    tail: list[Effect] = []
+    if s.contactor_on and not want_contactor:
+        head.append(SetContactor(False))  # opening goes before everything else
+    if want_pilot != s.pilot:
+        tail.append(SetPilot(want_pilot))
+    if want_contactor and not s.contactor_on:
+        tail.append(SetContactor(True))  # closing goes after PWM and transaction start
+    if want_status != s.status:
+        tail.append(want_status)
+    s = replace(s, contactor_on=want_contactor, pilot=want_pilot, status=want_status)
+    return s, [*head, *effects, *tail]

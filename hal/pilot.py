@@ -1,0 +1,64 @@
+"""ControlPilot role: the IEC 61851 CP line (output and state sensing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from hal.types import CpState
+
+
+class PilotMode(StrEnum):
+    """What the EVSE drives on CP (REFERENCE 1.1)."""
+
+    STEADY = "steady"  # +12 V DC, "X1": EVSE not ready to supply energy
+    PWM = "pwm"  # 1 kHz +-12 V, "X2": duty encodes the current limit
+    ERROR = "error"  # -12 V, state F: EVSE not available
+
+
+@dataclass(frozen=True, slots=True)
+class PilotOutput:
+    """A CP output command. ``duty_pct`` matters only in ``PilotMode.PWM``."""
+
+    mode: PilotMode
+    duty_pct: float = 100.0
+
+    @staticmethod
+    def steady() -> PilotOutput:
+        return PilotOutput(PilotMode.STEADY, 100.0)
+
+    @staticmethod
+    def pwm(duty_pct: float) -> PilotOutput:
+        return PilotOutput(PilotMode.PWM, duty_pct)
+
+    @staticmethod
+    def error() -> PilotOutput:
+        return PilotOutput(PilotMode.ERROR, 0.0)
+
+
+class ControlPilot(Protocol):
+    """The CP line.
+
+    Contract:
+        * ``set_output`` applies at once and returns (no awaiting). The HAL does not
+          interpret currents: the core computes the duty (``agent.evse.iec61851``).
+        * ``on_state`` is called in the event loop thread with every *change* of
+          the sensed CP state (already debounced by the backend), and once at start
+          with the initial state.
+        * ``state`` is the last sensed state.
+        * ``stop`` drives state F (EVSE not available) and releases the hardware.
+    """
+
+    @property
+    def state(self) -> CpState: ...
+
+    @property
+    def output(self) -> PilotOutput: ...
+
+    def set_output(self, output: PilotOutput) -> None: ...
+
+    async def start(self, on_state: Callable[[CpState], None]) -> None: ...
+
+    async def stop(self) -> None: ...
