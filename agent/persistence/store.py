@@ -1,0 +1,195 @@
+"""The agent's one SQLite file, worked on from one dedicated thread.
+
+``<data_dir>/agent.db`` is opened in WAL mode with ``synchronous=FULL``, so a
+transaction whose commit has returned survives a power cut or SIGKILL. SQLite
+calls block, so the connection lives on a single-worker executor owned by the
+:class:`Store`; the event loop only awaits the results and is never stalled by
+disk I/O. One worker also means every unit of work runs in submission order and
+no two ever overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, TypeVar
+
+from agent.persistence.migrations import MIGRATIONS, Migration, migrate
+
+__all__ = ["DB_FILENAME", "Store", "StoreError"]
+
+T = TypeVar("T")
+
+DB_FILENAME: Final = "agent.db"
+
+
+class StoreError(Exception):
+    """The database file cannot be used (unopenable, corrupt, or the store is closed).
+
+    The message names the file.
+    """
+
+
+class Store:
+    """The SQLite database of the agent, one connection on one worker thread.
+
+    Create it with :meth:`open`, hand it to the journals and caches, and
+    :meth:`close` it at shutdown. Work is submitted with :meth:`run`.
+    """
+
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, executor: concurrent.futures.ThreadPoolExecutor
+    ) -> None:
+        """Wrap an open connection; use :meth:`open` instead of calling this."""
+        self._path = path
+        self._conn = conn
+        self._executor = executor
+        self._closing: concurrent.futures.Future[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        busy_timeout_s: float = 5.0,
+    ) -> Store:
+        """Open (creating if needed) ``<data_dir>/agent.db`` and migrate its schema.
+
+        Creates ``data_dir``; sets ``journal_mode=WAL``, ``synchronous=FULL``,
+        ``foreign_keys=ON`` and ``busy_timeout``; runs a quick integrity check;
+        applies pending schema steps (see :func:`agent.persistence.migrations.migrate`).
+        All of it runs on the store's worker thread.
+
+        Args:
+            data_dir: Directory of the database file.
+            migrations: Schema steps; the default is the agent's schema. Tests
+                inject other lists.
+            busy_timeout_s: How long SQLite waits for a lock held by another
+                process (a technician's sqlite3 shell, say) before failing, s.
+
+        Returns:
+            The open store.
+
+        Raises:
+            StoreError: The directory or file cannot be opened, the file is not a
+                SQLite database or is corrupt, or WAL mode cannot be enabled.
+            MigrationError: The schema is newer than this software or a step
+                failed (the backup has then been restored).
+        """
+        path = data_dir / DB_FILENAME
+        executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evse-store"
+        )
+        opening = executor.submit(_connect, path, tuple(migrations), busy_timeout_s)
+        try:
+            conn = await asyncio.wrap_future(opening)
+        except BaseException:
+            # Failed, or cancelled while the worker may still be opening: make sure a
+            # connection that does get opened is closed, and let the worker exit.
+            opening.add_done_callback(_close_if_opened)
+            executor.shutdown(wait=opening.done())
+            raise
+        return cls(path, conn, executor)
+
+    @property
+    def path(self) -> Path:
+        """Path of the database file."""
+        return self._path
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the database thread inside one transaction.
+
+        The transaction commits when ``fn`` returns (durably: ``synchronous=FULL``)
+        and rolls back when it raises; the exception is re-raised here. Calls run
+        one at a time in submission order. ``fn`` must not commit, begin
+        transactions or call ``executescript`` itself, and must not touch the
+        connection after returning.
+
+        Cancelling the awaiting task does not interrupt ``fn``: work already
+        started still commits or rolls back as a whole, work still queued is
+        skipped; the caller just does not learn the outcome.
+
+        Args:
+            fn: Blocking function of the connection; its result is returned.
+
+        Returns:
+            Whatever ``fn`` returned, after the commit.
+
+        Raises:
+            StoreError: The store is closed or closing.
+            Exception: Whatever ``fn`` or the commit raised (``sqlite3.Error``...).
+        """
+        if self._closing is not None:
+            raise StoreError(f"database {self._path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._in_transaction, fn)
+
+    async def close(self) -> None:
+        """Finish queued work, close the connection and stop the thread.
+
+        Idempotent; concurrent callers all wait for the same close. ``run``
+        after ``close`` raises :class:`StoreError`.
+        """
+        if self._closing is None:
+            self._closing = self._executor.submit(self._conn.close)
+            self._executor.shutdown(wait=False)  # the worker exits after the close
+        # Shielded: a cancelled caller must not cancel the queued close for everyone.
+        await asyncio.shield(asyncio.wrap_future(self._closing))
+        # The worker has nothing left to do: this join returns at once.
+        self._executor.shutdown(wait=True)
+
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.commit()
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return result
+
+
+def _close_if_opened(opening: concurrent.futures.Future[sqlite3.Connection]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
+def _connect(
+    path: Path, migrations: tuple[Migration, ...], busy_timeout_s: float
+) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the executor thread is the only user, but it is
+        # not the thread that will close a store that failed half-way.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    try:
+        _configure(conn, path, busy_timeout_s)
+        migrate(conn, path, migrations)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot use database {path}: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, path: Path, busy_timeout_s: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"database {path}: cannot enable WAL mode (got {mode!r})")
+    # FULL: in WAL mode every commit fsyncs the WAL, so a returned commit is durable.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise StoreError(f"database {path} is corrupt: {'; '.join(problems[:5])}")

@@ -1,0 +1,600 @@
+"""The persisted, version-neutral outbox of transaction messages.
+
+The station core writes neutral records here (a transaction began, a meter
+sample was taken, it ended); each write is one SQLite transaction that updates
+the ``transactions`` row and appends to ``tx_queue`` together, so a crash can
+never leave one without the other. The OCPP adapter reads the queue in ``seq``
+order (= write order), turns each row into its version's message at send time
+and acknowledges it after delivery. Because the row is mapped at send time, the
+transaction id a 1.6 CSMS assigns in StartTransaction.conf reaches meter and
+stop messages that were queued before it was known (OCPP 1.6 3.7, REFERENCE 2.5).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
+from agent.persistence.store import Store
+
+__all__ = [
+    "JournalError",
+    "MessageKind",
+    "QueuedTxMessage",
+    "TransactionJournal",
+    "TxRecord",
+    "new_tx_id",
+    "sample_from_json",
+    "sample_to_json",
+]
+
+MessageKind = Literal["start", "meter", "stop"]
+
+_TX_COLUMNS: Final = (
+    "tx_id, evse_id, connector_id, id_tag, start_time, meter_start_wh, remote_start_id, "
+    "reservation_id, csms_tx_id, id_tag_status, last_meter_wh, last_meter_time, stop_time, "
+    "meter_stop_wh, stop_reason"
+)
+_KINDS: Final[tuple[MessageKind, ...]] = ("start", "meter", "stop")
+
+
+class JournalError(Exception):
+    """A journal call does not fit the stored state (unknown id, double stop...).
+
+    These are caller bugs or a corrupt row; nothing has been written when it is raised.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One transaction as stored.
+
+    Times are ISO 8601 UTC strings as the core passed them; energies are Wh.
+    ``csms_tx_id`` and ``id_tag_status`` are None until the CSMS has answered
+    the start.
+    """
+
+    tx_id: str
+    evse_id: int
+    connector_id: int
+    id_tag: str
+    start_time: str
+    meter_start_wh: int
+    remote_start_id: int | None
+    reservation_id: int | None
+    csms_tx_id: int | None
+    id_tag_status: str | None
+    last_meter_wh: int | None
+    last_meter_time: str | None
+    stop_time: str | None
+    meter_stop_wh: int | None
+    stop_reason: StopReason | None
+
+    @property
+    def running(self) -> bool:
+        """True until the transaction has been ended."""
+        return self.stop_time is None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedTxMessage:
+    """One undelivered transaction message, oldest first.
+
+    Attributes:
+        seq: Queue position; strictly increasing in write order, never reused.
+        tx_id: The transaction it belongs to.
+        kind: ``start``, ``meter`` or ``stop``.
+        samples: For ``meter`` the samples; for ``stop`` the transaction data;
+            for ``start`` empty.
+        attempts: Delivery attempts recorded so far.
+        record: The transaction row as it is now (current ``csms_tx_id``).
+    """
+
+    seq: int
+    tx_id: str
+    kind: MessageKind
+    samples: tuple[MeterSample, ...]
+    attempts: int
+    record: TxRecord
+
+
+def new_tx_id() -> str:
+    """A new station-side transaction id: 32 lower-case hex digits (uuid4)."""
+    return uuid.uuid4().hex
+
+
+def sample_to_json(sample: MeterSample) -> dict[str, Any]:
+    """Encode a meter sample as a JSON-compatible dict (pure).
+
+    Raises:
+        ValueError: A value is NaN or infinite (a meter driver bug: such a value
+            has no OCPP representation).
+    """
+    values: list[dict[str, Any]] = []
+    for sampled in sample.values:
+        if not math.isfinite(sampled.value):
+            raise ValueError(f"non-finite {sampled.measurand} value: {sampled.value}")
+        values.append(
+            {
+                "measurand": sampled.measurand,
+                "value": float(sampled.value),
+                "unit": sampled.unit,
+                "phase": sampled.phase,
+            }
+        )
+    return {"timestamp": sample.timestamp, "context": sample.context.value, "values": values}
+
+
+def sample_from_json(data: Mapping[str, Any]) -> MeterSample:
+    """Decode what :func:`sample_to_json` produced (pure).
+
+    Raises:
+        ValueError: ``data`` is not a well-formed sample.
+    """
+    try:
+        values = tuple(
+            SampledValue(
+                measurand=_as_str(item["measurand"]),
+                value=_as_float(item["value"]),
+                unit=_as_str(item["unit"]),
+                phase=None if item["phase"] is None else _as_str(item["phase"]),
+            )
+            for item in data["values"]
+        )
+        return MeterSample(
+            timestamp=_as_str(data["timestamp"]),
+            context=ReadingContext(data["context"]),
+            values=values,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed meter sample {data!r}: {exc!r}") from exc
+
+
+class TransactionJournal:
+    """Transactions and their queued messages, in the store.
+
+    Every method is one store transaction (one ``Store.run``), so each is atomic
+    and durable when it returns. Methods raise whatever :meth:`Store.run` raises
+    (``StoreError`` when closed, ``sqlite3.Error`` on disk failures) besides the
+    :class:`JournalError` they document.
+    """
+
+    def __init__(self, store: Store) -> None:
+        """Use ``store`` (already open and migrated)."""
+        self._store = store
+
+    async def begin(
+        self,
+        *,
+        evse_id: int,
+        connector_id: int,
+        id_tag: str,
+        meter_start_wh: int,
+        timestamp: str,
+        remote_start_id: int | None = None,
+        reservation_id: int | None = None,
+    ) -> TxRecord:
+        """Record that a transaction started and queue its ``start`` message.
+
+        Args:
+            evse_id: EVSE number (1..n).
+            connector_id: Connector number on that EVSE.
+            id_tag: The authorizing id token as presented.
+            meter_start_wh: Energy register at the start, Wh.
+            timestamp: Start time, ISO 8601 UTC.
+            remote_start_id: 2.0.1 remoteStartId, if started remotely.
+            reservation_id: Reservation the transaction consumed, if any.
+
+        Returns:
+            The new record, with a fresh :func:`new_tx_id`.
+        """
+        record = TxRecord(
+            tx_id=new_tx_id(),
+            evse_id=evse_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            start_time=timestamp,
+            meter_start_wh=meter_start_wh,
+            remote_start_id=remote_start_id,
+            reservation_id=reservation_id,
+            csms_tx_id=None,
+            id_tag_status=None,
+            last_meter_wh=None,
+            last_meter_time=None,
+            stop_time=None,
+            meter_stop_wh=None,
+            stop_reason=None,
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO transactions ({_TX_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+                (
+                    record.tx_id,
+                    evse_id,
+                    connector_id,
+                    id_tag,
+                    timestamp,
+                    meter_start_wh,
+                    remote_start_id,
+                    reservation_id,
+                ),
+            )
+            _enqueue(conn, record.tx_id, "start", _encode_samples(()), timestamp)
+
+        await self._store.run(write)
+        return record
+
+    async def record_meter(self, tx_id: str, sample: MeterSample, meter_wh: int) -> None:
+        """Queue a ``meter`` message and remember the register reading.
+
+        Args:
+            tx_id: A running transaction.
+            sample: The sample to send (its timestamp becomes ``last_meter_time``).
+            meter_wh: Energy register of the sample, Wh.
+
+        Raises:
+            JournalError: Unknown or already ended transaction.
+            ValueError: The sample holds a non-finite value.
+        """
+        payload = _encode_samples((sample,))
+
+        def write(conn: sqlite3.Connection) -> None:
+            _require_running(conn, tx_id)
+            _set_last_meter(conn, tx_id, meter_wh, sample.timestamp)
+            _enqueue(conn, tx_id, "meter", payload, sample.timestamp)
+
+        await self._store.run(write)
+
+    async def update_last_meter(self, tx_id: str, meter_wh: int, timestamp: str) -> None:
+        """Remember the latest register reading without queueing a message.
+
+        Lets a power-loss recovery stop the transaction with the last known energy.
+
+        Raises:
+            JournalError: Unknown or already ended transaction.
+        """
+
+        def write(conn: sqlite3.Connection) -> None:
+            _require_running(conn, tx_id)
+            _set_last_meter(conn, tx_id, meter_wh, timestamp)
+
+        await self._store.run(write)
+
+    async def end(
+        self,
+        tx_id: str,
+        *,
+        reason: StopReason,
+        meter_stop_wh: int,
+        timestamp: str,
+        transaction_data: Sequence[MeterSample] = (),
+    ) -> TxRecord:
+        """Record that a transaction ended and queue its ``stop`` message.
+
+        Args:
+            tx_id: A running transaction.
+            reason: Why it ended.
+            meter_stop_wh: Energy register at the stop, Wh.
+            timestamp: Stop time, ISO 8601 UTC.
+            transaction_data: Samples to send with the stop (1.6 transactionData).
+
+        Returns:
+            The ended record.
+
+        Raises:
+            JournalError: Unknown transaction, or it has already ended (callers
+                must not stop twice).
+            ValueError: A sample holds a non-finite value.
+        """
+        payload = _encode_samples(tuple(transaction_data))
+
+        def write(conn: sqlite3.Connection) -> TxRecord:
+            _require_running(conn, tx_id)
+            conn.execute(
+                "UPDATE transactions SET stop_time = ?, meter_stop_wh = ?, stop_reason = ? "
+                "WHERE tx_id = ?",
+                (timestamp, meter_stop_wh, reason.value, tx_id),
+            )
+            _enqueue(conn, tx_id, "stop", payload, timestamp)
+            return _require_record(conn, tx_id)
+
+        return await self._store.run(write)
+
+    async def running(self) -> list[TxRecord]:
+        """Transactions not yet ended, oldest start first (for recovery at boot)."""
+
+        def read(conn: sqlite3.Connection) -> list[TxRecord]:
+            rows = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE stop_time IS NULL "
+                "ORDER BY start_time, rowid"
+            ).fetchall()
+            return [_record_from_row(row) for row in rows]
+
+        return await self._store.run(read)
+
+    async def get(self, tx_id: str) -> TxRecord | None:
+        """The transaction with station id ``tx_id``, or None."""
+        return await self._store.run(lambda conn: _find_record(conn, tx_id))
+
+    async def find_by_csms_id(self, csms_tx_id: int) -> TxRecord | None:
+        """The transaction the CSMS knows as ``csms_tx_id``, or None.
+
+        A CSMS may hand out the same id twice (some answer every rejected start
+        with 0); then the newest such transaction is returned.
+        """
+
+        def read(conn: sqlite3.Connection) -> TxRecord | None:
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE csms_tx_id = ? "
+                "ORDER BY start_time DESC, rowid DESC LIMIT 1",
+                (csms_tx_id,),
+            ).fetchone()
+            return None if row is None else _record_from_row(row)
+
+        return await self._store.run(read)
+
+    async def set_csms_tx_id(self, tx_id: str, csms_tx_id: int, id_tag_status: str | None) -> None:
+        """Store the id the CSMS assigned and the idTagInfo status it returned.
+
+        Raises:
+            JournalError: Unknown transaction.
+        """
+        await self._store.run(lambda conn: _set_csms_id(conn, tx_id, csms_tx_id, id_tag_status))
+
+    async def next_message(self) -> QueuedTxMessage | None:
+        """The oldest undelivered message (lowest ``seq``), or None when the queue is empty.
+
+        Does not remove it: call :meth:`acknowledge`, :meth:`acknowledge_start`
+        or :meth:`drop` once it has been dealt with.
+
+        Raises:
+            JournalError: The stored row is corrupt (unknown kind, bad payload).
+        """
+
+        def read(conn: sqlite3.Connection) -> QueuedTxMessage | None:
+            row = conn.execute(
+                "SELECT seq, tx_id, kind, payload, attempts FROM tx_queue ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            seq, tx_id, kind, payload, attempts = row
+            if kind not in _KINDS:
+                raise JournalError(f"queued message {seq} has unknown kind {kind!r}")
+            try:
+                samples = tuple(sample_from_json(item) for item in json.loads(payload)["samples"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise JournalError(f"queued message {seq} has a corrupt payload: {exc}") from exc
+            return QueuedTxMessage(
+                seq=int(seq),
+                tx_id=str(tx_id),
+                kind=kind,
+                samples=samples,
+                attempts=int(attempts),
+                record=_require_record(conn, tx_id),
+            )
+
+        return await self._store.run(read)
+
+    async def acknowledge(self, seq: int) -> None:
+        """The message ``seq`` was delivered: remove it from the queue.
+
+        Raises:
+            JournalError: No queued message ``seq``.
+        """
+        await self._store.run(lambda conn: _delete_message(conn, seq))
+
+    async def acknowledge_start(self, seq: int, csms_tx_id: int, id_tag_status: str) -> None:
+        """The ``start`` message ``seq`` was answered: store the id and dequeue it.
+
+        Both happen in one store transaction, so a crash never leaves a
+        delivered start without its CSMS id, nor an id on a start still queued
+        (which would be sent again).
+
+        Raises:
+            JournalError: No queued message ``seq``, or it is not a ``start``.
+        """
+
+        def write(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT tx_id, kind FROM tx_queue WHERE seq = ?", (seq,)).fetchone()
+            if row is None:
+                raise JournalError(f"no queued message {seq}")
+            tx_id, kind = row
+            if kind != "start":
+                raise JournalError(f"queued message {seq} is a {kind!r}, not a 'start'")
+            _set_csms_id(conn, tx_id, csms_tx_id, id_tag_status)
+            _delete_message(conn, seq)
+
+        await self._store.run(write)
+
+    async def record_attempt(self, seq: int) -> int:
+        """Count one more delivery attempt of message ``seq``.
+
+        Returns:
+            The new attempt count.
+
+        Raises:
+            JournalError: No queued message ``seq``.
+        """
+
+        def write(conn: sqlite3.Connection) -> int:
+            # No RETURNING: Debian bullseye ships SQLite 3.34, older than RETURNING (3.35).
+            conn.execute("UPDATE tx_queue SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+            row = conn.execute("SELECT attempts FROM tx_queue WHERE seq = ?", (seq,)).fetchone()
+            if row is None:
+                raise JournalError(f"no queued message {seq}")
+            return int(row[0])
+
+        return await self._store.run(write)
+
+    async def drop(self, seq: int) -> None:
+        """Give up on message ``seq`` (retries exhausted). Dropping a missing seq is a no-op."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM tx_queue WHERE seq = ?", (seq,))
+
+        await self._store.run(write)
+
+    async def drop_transaction_messages(self, tx_id: str) -> int:
+        """Drop every queued message of ``tx_id``.
+
+        Returns:
+            How many were dropped.
+        """
+
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM tx_queue WHERE tx_id = ?", (tx_id,)).rowcount
+
+        return await self._store.run(write)
+
+    async def pending_count(self) -> int:
+        """Number of undelivered messages."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM tx_queue").fetchone()[0])
+
+        return await self._store.run(read)
+
+    async def forget_finished(self, keep_last: int = 100) -> None:
+        """Delete ended transactions that have nothing queued, except the newest ones.
+
+        Running transactions and ones with queued messages are never deleted.
+
+        Args:
+            keep_last: How many of the most recently started ended transactions
+                to keep regardless (for local history), >= 0.
+
+        Raises:
+            ValueError: ``keep_last`` is negative.
+        """
+        if keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM transactions WHERE stop_time IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM tx_queue q WHERE q.tx_id = transactions.tx_id) "
+                "AND tx_id NOT IN (SELECT tx_id FROM transactions WHERE stop_time IS NOT NULL "
+                "ORDER BY start_time DESC, rowid DESC LIMIT ?)",
+                (keep_last,),
+            )
+
+        await self._store.run(write)
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _as_float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _encode_samples(samples: tuple[MeterSample, ...]) -> str:
+    return json.dumps({"samples": [sample_to_json(s) for s in samples]}, allow_nan=False)
+
+
+def _enqueue(
+    conn: sqlite3.Connection, tx_id: str, kind: MessageKind, payload: str, created: str
+) -> None:
+    conn.execute(
+        "INSERT INTO tx_queue (tx_id, kind, payload, created) VALUES (?, ?, ?, ?)",
+        (tx_id, kind, payload, created),
+    )
+
+
+def _set_last_meter(conn: sqlite3.Connection, tx_id: str, meter_wh: int, timestamp: str) -> None:
+    conn.execute(
+        "UPDATE transactions SET last_meter_wh = ?, last_meter_time = ? WHERE tx_id = ?",
+        (meter_wh, timestamp, tx_id),
+    )
+
+
+def _set_csms_id(
+    conn: sqlite3.Connection, tx_id: str, csms_tx_id: int, id_tag_status: str | None
+) -> None:
+    cursor = conn.execute(
+        "UPDATE transactions SET csms_tx_id = ?, id_tag_status = ? WHERE tx_id = ?",
+        (csms_tx_id, id_tag_status, tx_id),
+    )
+    if cursor.rowcount != 1:
+        raise JournalError(f"unknown transaction {tx_id}")
+
+
+def _delete_message(conn: sqlite3.Connection, seq: int) -> None:
+    if conn.execute("DELETE FROM tx_queue WHERE seq = ?", (seq,)).rowcount != 1:
+        raise JournalError(f"no queued message {seq}")
+
+
+def _find_record(conn: sqlite3.Connection, tx_id: str) -> TxRecord | None:
+    row = conn.execute(
+        f"SELECT {_TX_COLUMNS} FROM transactions WHERE tx_id = ?", (tx_id,)
+    ).fetchone()
+    return None if row is None else _record_from_row(row)
+
+
+def _require_record(conn: sqlite3.Connection, tx_id: str) -> TxRecord:
+    record = _find_record(conn, tx_id)
+    if record is None:
+        raise JournalError(f"unknown transaction {tx_id}")
+    return record
+
+
+def _require_running(conn: sqlite3.Connection, tx_id: str) -> None:
+    row = conn.execute("SELECT stop_time FROM transactions WHERE tx_id = ?", (tx_id,)).fetchone()
+    if row is None:
+        raise JournalError(f"unknown transaction {tx_id}")
+    if row[0] is not None:
+        raise JournalError(f"transaction {tx_id} already ended at {row[0]}")
+
+
+def _record_from_row(row: Sequence[Any]) -> TxRecord:
+    (
+        tx_id,
+        evse_id,
+        connector_id,
+        id_tag,
+        start_time,
+        meter_start_wh,
+        remote_start_id,
+        reservation_id,
+        csms_tx_id,
+        id_tag_status,
+        last_meter_wh,
+        last_meter_time,
+        stop_time,
+        meter_stop_wh,
+        stop_reason,
+    ) = row
+    try:
+        reason = None if stop_reason is None else StopReason(stop_reason)
+    except ValueError as exc:
+        raise JournalError(f"transaction {tx_id} has unknown stop reason {stop_reason!r}") from exc
+    return TxRecord(
+        tx_id=tx_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        id_tag=id_tag,
+        start_time=start_time,
+        meter_start_wh=meter_start_wh,
+        remote_start_id=remote_start_id,
+        reservation_id=reservation_id,
+        csms_tx_id=csms_tx_id,
+        id_tag_status=id_tag_status,
+        last_meter_wh=last_meter_wh,
+        last_meter_time=last_meter_time,
+        stop_time=stop_time,
+        meter_stop_wh=meter_stop_wh,
+        stop_reason=reason,
+    )
