@@ -1,0 +1,293 @@
+"""The composition root: builds the whole agent from an ``AgentConfig`` and runs it.
+
+Nothing else constructs long-lived objects; there are no singletons and no
+module-level state. Start-up order matters and is kept here:
+
+1. open the store (migrations), load persisted settings and availability;
+2. end transactions a crash left running (PowerLoss), before any controller runs;
+3. start the hardware and the EVSE controllers (outputs commanded safe first);
+4. start the OCPP connection (charging never waits for it);
+5. tell systemd we are ready and keep its watchdog fed.
+
+Shutdown runs in the opposite order; controllers open their contactors first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.authorization.authorizer import Authorizer
+from agent.authorization.cache import AuthCache
+from agent.clock import Clock
+from agent.config import (
+    SIM_BACKEND,
+    AgentConfig,
+    BackendConfig,
+    ConfigError,
+    EvseConfig,
+    parse_dataclass,
+)
+from agent.console.sim_control import SimControlServer, socket_path
+from agent.evse.controller import EvseController, EvseHardware
+from agent.ocpp.connection import ConnectionSupervisor
+from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
+from agent.persistence.settings_store import SettingsStore
+from agent.persistence.store import Store
+from agent.sd_notify import notify, watchdog_interval_s
+from agent.settings import Settings
+from agent.station import AVAILABILITY_KEY, ResetKind, Station
+from agent.transactions.journal import TransactionJournal
+from hal.registry import BackendContext, Registry, default_registry
+from hal.sim.rig import SimEvseRig
+
+log = logging.getLogger(__name__)
+
+
+class ExitReason(StrEnum):
+    STOPPED = "stopped"  # asked to stop (signal, test)
+    RESET = "reset"  # a CSMS Reset: the caller restarts the process
+
+
+def backend_validator(registry: Registry) -> Callable[[str, str, Mapping[str, Any], str], None]:
+    """A config validator that checks backend options against the registry."""
+
+    def validate(role: str, name: str, options: Mapping[str, Any], path: str) -> None:
+        try:
+            spec = registry.get(role, name)
+        except LookupError as e:
+            raise ConfigError(f"{path}.backend: {e}") from None
+        parse_dataclass(spec.options, dict(options), path)
+
+    return validate
+
+
+@dataclass
+class _EvseParts:
+    hardware: EvseHardware
+    rig: SimEvseRig | None
+
+
+class App:
+    """The running agent.
+
+    Args:
+        config: Validated configuration.
+        registry: HAL backends (default: the built-ins plus installed plug-ins).
+        trace: Optional raw OCPP frame hook.
+        sim_pin_factory: gpiozero factory for simulated pins (a new MockFactory
+            when None). Real GPIO backends get theirs from the registry context.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        registry: Registry | None = None,
+        trace: Trace | None = None,
+        sim_pin_factory: Any = None,
+        real_pin_factory: Any = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.trace = trace
+        self._sim_pin_factory = sim_pin_factory
+        self._real_pin_factory = real_pin_factory
+        self.clock = Clock()
+        self.rigs: dict[int, SimEvseRig] = {}
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._exit = ExitReason.STOPPED
+        # set while running
+        self.store: Store | None = None
+        self.station: Station | None = None
+        self.adapter: V16Adapter | None = None
+        self.supervisor: ConnectionSupervisor | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.station.data_dir
+
+    def stop(self) -> None:
+        """Ask the agent to shut down (safe to call from a signal handler)."""
+        self._stop.set()
+
+    def _request_restart(self, kind: ResetKind) -> None:
+        del kind
+        self._exit = ExitReason.RESET
+        self._stop.set()
+
+    async def run(self) -> ExitReason:
+        """Run until ``stop()`` or a Reset; returns why it ended."""
+        cfg = self.config
+        store = await Store.open(cfg.station.data_dir)
+        self.store = store
+        tasks: list[asyncio.Task[Any]] = []
+        parts: dict[int, _EvseParts] = {}
+        sim_server: SimControlServer | None = None
+        try:
+            settings_store = SettingsStore(store)
+            persisted = await settings_store.load()
+            settings = Settings(settings_store, persisted, cfg.ocpp)
+            journal = TransactionJournal(store)
+            authorizer = Authorizer(settings, AuthCache(store), self.clock)
+            for evse_cfg in cfg.evses:
+                parts[evse_cfg.id] = await self._build_evse(evse_cfg)
+            availability = {
+                int(k.rsplit(".", 1)[1]): bool(v)
+                for k, v in persisted.items()
+                if k.startswith(AVAILABILITY_KEY.format(""))
+            }
+            controllers: dict[int, EvseController] = {}
+            station = Station(
+                controllers=controllers,
+                journal=journal,
+                settings_store=settings_store,
+                authorizer=authorizer,
+                clock=self.clock,
+                request_restart=self._request_restart,
+                availability=availability,
+            )
+            self.station = station
+            for evse_cfg in cfg.evses:
+                controllers[evse_cfg.id] = EvseController(
+                    evse_id=evse_cfg.id,
+                    hardware=parts[evse_cfg.id].hardware,
+                    journal=journal,
+                    settings=settings,
+                    authorizer=authorizer,
+                    clock=self.clock,
+                    on_status=station.publish,
+                    on_tx_message=station.tx_message_queued,
+                    operative=station.effective_operative(evse_cfg.id),
+                    max_current_a=min(evse_cfg.max_current_a, cfg.station.max_current_a),
+                    ventilation_available=cfg.station.ventilation_available,
+                )
+            await station.recover_interrupted()
+            adapter = V16Adapter(
+                station=station,
+                settings=settings,
+                journal=journal,
+                authorizer=authorizer,
+                clock=self.clock,
+                boot=BootInfo(
+                    vendor=cfg.station.vendor,
+                    model=cfg.station.model,
+                    serial_number=cfg.station.serial_number,
+                    firmware_version=__version__,
+                ),
+                call_timeout_s=cfg.csms.call_timeout_s,
+                boot_retry_s=cfg.csms.boot_retry_s,
+                trace=self.trace,
+            )
+            self.adapter = adapter
+            for ctl in controllers.values():
+                tasks.append(asyncio.create_task(ctl.run(), name=f"evse-{ctl.evse_id}"))
+            await asyncio.gather(*(c.wait_started() for c in controllers.values()))
+            self.supervisor = ConnectionSupervisor(
+                csms=cfg.csms,
+                charge_point_id=cfg.station.charge_point_id,
+                runner=adapter,
+                settings=settings,
+            )
+            tasks.append(asyncio.create_task(self.supervisor.run(), name="ocpp-connection"))
+            if self.rigs:
+                sim_server = SimControlServer(socket_path(cfg.station.data_dir), self.apply_sim)
+                await sim_server.start()
+            watchdog_s = watchdog_interval_s()
+            if watchdog_s is not None:
+                tasks.append(asyncio.create_task(self._watchdog(watchdog_s), name="watchdog"))
+            notify("READY=1")
+            self.started.set()
+            log.info("evse-agent %s running as %s", __version__, cfg.station.charge_point_id)
+            stopper = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            for task in done:
+                if task is not stopper:  # a service ended by itself: that is a failure
+                    error = task.exception()
+                    raise error or RuntimeError(f"{task.get_name()} ended unexpectedly")
+            return self._exit
+        finally:
+            notify("STOPPING=1")
+            # controllers first: they open the contactors
+            for task in reversed(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if sim_server is not None:
+                await sim_server.stop()
+            for rig in self.rigs.values():
+                with contextlib.suppress(Exception):
+                    await rig.stop()
+            await store.close()
+
+    async def _watchdog(self, interval_s: float) -> None:
+        """Feed the systemd watchdog while the loop is alive (a stuck loop starves it)."""
+        while True:
+            notify("WATCHDOG=1")
+            await asyncio.sleep(interval_s)
+
+    # ------------------------------------------------------------ hardware
+
+    async def _build_evse(self, evse_cfg: EvseConfig) -> _EvseParts:
+        rig = None
+        roles = (evse_cfg.meter, evse_cfg.contactor, evse_cfg.pilot, evse_cfg.token_reader)
+        if any(r is not None and r.backend == SIM_BACKEND for r in roles):
+            rig = await self._start_rig(evse_cfg)
+
+        def build(role: str, backend: BackendConfig | None) -> Any:
+            if backend is None:
+                return None
+            if backend.backend == SIM_BACKEND:
+                assert rig is not None
+                return {
+                    "meter": rig.meter,
+                    "contactor": rig.contactor,
+                    "pilot": rig.pilot,
+                    "token_reader": rig.token_reader,
+                }[role]
+            spec = self.registry.get(role, backend.backend)
+            options: Any = parse_dataclass(spec.options, dict(backend.options), f"evse.{role}")
+            return spec.factory(options, BackendContext(pin_factory=self._real_pin_factory))
+
+        hardware = EvseHardware(
+            meter=build("meter", evse_cfg.meter),
+            contactor=build("contactor", evse_cfg.contactor),
+            pilot=build("pilot", evse_cfg.pilot),
+            token_reader=build("token_reader", evse_cfg.token_reader),
+        )
+        return _EvseParts(hardware, rig)
+
+    async def _start_rig(self, evse_cfg: EvseConfig) -> SimEvseRig:
+        if self._sim_pin_factory is None:
+            from gpiozero.pins.mock import MockFactory
+
+            self._sim_pin_factory = MockFactory()
+        sim = self.config.sim
+        rig = SimEvseRig(
+            evse_id=evse_cfg.id,
+            pin_factory=self._sim_pin_factory,
+            coil_pin=10 + 2 * evse_cfg.id,
+            feedback_pin=11 + 2 * evse_cfg.id,
+            ev_max_current_a=sim.ev_max_current_a,
+            ev_phases=sim.ev_phases,
+            voltage_v=self.config.station.nominal_voltage_v,
+            tick_interval_s=sim.tick_interval_s,
+        )
+        await rig.start()
+        self.rigs[evse_cfg.id] = rig
+        return rig
+
+    def apply_sim(self, evse_id: int, command: str, arg: str | None) -> str:
+        """Drive a simulated EV (the sim control socket calls this)."""
+        rig = self.rigs.get(evse_id)
+        if rig is None:
+            raise ValueError(f"no simulated EVSE {evse_id} (have {sorted(self.rigs)})")
+        return rig.apply(command, arg)

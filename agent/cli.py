@@ -1,0 +1,179 @@
+"""Command line: ``evse-agent run | demo | sim``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.app import App, ExitReason, backend_validator
+from agent.config import (
+    SIM_BACKEND,
+    AgentConfig,
+    ConfigError,
+    load_config,
+    parse_config,
+    sim_defaults,
+)
+from agent.console.sim_control import send_command, socket_path
+from hal.registry import default_registry
+
+DEFAULT_CSMS_URL = "ws://127.0.0.1:9000/ocpp"
+DEFAULT_ID = "EVSE-AGENT-SIM"
+SIM_COMMANDS = ("plug", "unplug", "swipe", "pause", "resume", "fault", "clear", "status")
+
+
+def default_sim_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "evse-agent"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evse-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", type=Path, help="TOML config file")
+    run.add_argument("--sim", action="store_true", help="simulated hardware for every EVSE")
+    run.add_argument("--csms", help="CSMS base URL (the identity is appended)")
+    run.add_argument("--id", dest="charge_point_id", help="charge point identity")
+    run.add_argument("--ocpp", choices=["1.6"], help="OCPP version")
+    run.add_argument("--data-dir", type=Path, help="data directory")
+    run.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+
+    demo = sub.add_parser("demo", help="scripted session against a local CSMS emulator")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    sim = sub.add_parser("sim", help="drive the simulated EV of a running --sim agent")
+    sim.add_argument("action", choices=SIM_COMMANDS)
+    sim.add_argument("arg", nargs="?", help="TOKEN for swipe, NAME for fault")
+    sim.add_argument("--evse", type=int, default=1)
+    sim.add_argument("--data-dir", type=Path)
+    sim.add_argument("--config", type=Path)
+    return parser
+
+
+def resolve_run_config(args: argparse.Namespace) -> AgentConfig:
+    """The config for ``run``: file or built-in sim defaults, then overrides.
+
+    Raises:
+        ConfigError: invalid file, or no file without ``--sim``.
+    """
+    validate = backend_validator(default_registry())
+    if args.config is not None:
+        import tomllib
+
+        try:
+            data: dict[str, Any] = tomllib.loads(args.config.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{args.config}: cannot read ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{args.config}: TOML syntax error: {e}") from None
+    elif args.sim:
+        data = sim_defaults(
+            args.data_dir or default_sim_data_dir(),
+            args.csms or DEFAULT_CSMS_URL,
+            args.charge_point_id or DEFAULT_ID,
+        )
+    else:
+        raise ConfigError("--config: required (or use --sim for built-in simulated hardware)")
+    station = data.setdefault("station", {})
+    csms = data.setdefault("csms", {})
+    if args.csms:
+        csms["url"] = args.csms
+    if args.charge_point_id:
+        station["charge_point_id"] = args.charge_point_id
+    if args.data_dir:
+        station["data_dir"] = str(args.data_dir)
+    if args.ocpp:
+        csms["ocpp_version"] = args.ocpp
+    if args.log_level:
+        data["log_level"] = args.log_level.upper()
+    if args.sim:
+        for evse in data.get("evse", []):
+            for role in ("meter", "contactor", "pilot", "token_reader"):
+                evse[role] = {"backend": SIM_BACKEND}
+    return parse_config(data, validate)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The ocpp library logs every frame at INFO; the agent logs what matters.
+    logging.getLogger("ocpp").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("pymodbus").setLevel(logging.WARNING)
+
+
+async def _run_app(config: AgentConfig) -> ExitReason:
+    app = App(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.stop)
+    return await app.run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_run_config(args)
+    except ConfigError as e:
+        print(f"evse-agent: config error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    reason = asyncio.run(_run_app(config))
+    if reason == ExitReason.RESET:
+        # OCPP Reset: restart the whole process (a new boot, BootNotification again).
+        logging.getLogger(__name__).warning("restarting after Reset")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "agent", *sys.argv[1:]])
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir
+    if data_dir is None and args.config is not None:
+        try:
+            data_dir = load_config(args.config).station.data_dir
+        except ConfigError as e:
+            print(f"evse-agent: config error: {e}", file=sys.stderr)
+            return 2
+    path = socket_path(data_dir or default_sim_data_dir())
+    if args.action in ("swipe", "fault") and not args.arg:
+        print(f"evse-agent sim {args.action}: needs an argument", file=sys.stderr)
+        return 2
+    try:
+        answer = asyncio.run(send_command(path, args.evse, args.action, args.arg))
+    except OSError as e:
+        print(f"evse-agent sim: no running --sim agent at {path} ({e.strerror})", file=sys.stderr)
+        return 1
+    print(answer.get("message", json.dumps(answer)))
+    return 0 if answer.get("ok") else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hil.demo import run_demo
+
+    code: int = asyncio.run(run_demo(quiet=args.quiet))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "demo": cmd_demo, "sim": cmd_sim}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The agent's TOML configuration: typed, validated at start.
+
+A wrong key, type or value refuses to start with one line that names the key and
+the problem (``ConfigError``), e.g. ``evse[1].max_current_a: must be > 0``.
+Every duration, current and power key carries its unit in its name.
+
+Layout (see ``deploy/agent.toml.example`` for an annotated file)::
+
+    [station]   identity, data directory, electrical limits
+    [csms]      URL, OCPP version, security, connection timing
+    [ocpp]      start-up values of the OCPP-visible settings (agent.settings names)
+    [sim]       the simulated EV used by ``sim`` backends
+    [[evse]]    one table per EVSE, with [evse.meter], [evse.contactor],
+                [evse.pilot] and optional [evse.token_reader] backend tables
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from agent.settings import SettingError, definition
+
+ROLES = ("meter", "contactor", "pilot", "token_reader")
+SIM_BACKEND = "sim"
+OCPP_VERSIONS = ("1.6",)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message is one line naming the key."""
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _check(fn: Callable[[Any], str | None]) -> dict[str, Any]:
+    return {"check": fn}
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    """Identity and limits of the whole station."""
+
+    charge_point_id: str
+    data_dir: Path
+    vendor: str = "evse-agent"
+    model: str = "evse-agent-ac"
+    serial_number: str = ""
+    nominal_voltage_v: float = field(default=230.0, metadata=_check(_positive))
+    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    ventilation_available: bool = False
+
+
+@dataclass(frozen=True)
+class CsmsConfig:
+    """How to reach the CSMS.
+
+    ``url`` is the base URL; the agent appends ``/<charge_point_id>`` (OCPP-J).
+    ``security_profile``: 0 none, 1 basic auth over ws, 2 TLS + basic auth,
+    3 TLS with client certificate (OCPP 1.6 security whitepaper 2.1).
+    """
+
+    url: str
+    ocpp_version: str = "1.6"
+    security_profile: int = 0
+    basic_auth_password: str = ""
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    call_timeout_s: float = field(default=30.0, metadata=_check(_positive))
+    connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
+    reconnect_min_s: float = field(default=1.0, metadata=_check(_positive))
+    reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
+    boot_retry_s: float = field(default=30.0, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated EV behind ``sim`` backends."""
+
+    ev_max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    ev_phases: int = 3
+    battery_wh: float = field(default=60000.0, metadata=_check(_positive))
+    soc_pct: float = field(default=40.0, metadata=_check(_non_negative))
+    tick_interval_s: float = field(default=0.1, metadata=_check(_positive))
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One HAL role: a backend name and its options (validated by the backend)."""
+
+    backend: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EvseConfig:
+    """One EVSE (one connector) and its hardware."""
+
+    id: int
+    meter: BackendConfig
+    contactor: BackendConfig
+    pilot: BackendConfig
+    token_reader: BackendConfig | None = None
+    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    phases: int = 3
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The whole configuration."""
+
+    station: StationConfig
+    csms: CsmsConfig
+    evses: tuple[EvseConfig, ...]
+    ocpp: Mapping[str, Any]
+    sim: SimConfig
+    log_level: str = "INFO"
+
+    @property
+    def uses_sim(self) -> bool:
+        """True when any EVSE role runs on simulated hardware."""
+        return any(
+            getattr(e, role) is not None and getattr(e, role).backend == SIM_BACKEND
+            for e in self.evses
+            for role in ROLES
+        )
+
+
+# ------------------------------------------------------------------ parsing
+
+T = TypeVar("T")
+
+BackendValidator = Callable[[str, str, Mapping[str, Any], str], None]
+"""(role, backend name, options, key path) -> None; raises ConfigError."""
+
+
+def _type_name(tp: Any) -> str:
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if tp is str or tp is Path:
+        return "a string"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return _convert(args[0], value, path)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{path}: must be one of {', '.join(map(str, get_args(tp)))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: expected a path string, got {value!r}")
+        return Path(value)
+    raise ConfigError(f"{path}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def parse_dataclass(cls: type[T], table: Any, path: str) -> T:
+    """Build dataclass ``cls`` from a TOML table, strictly.
+
+    Unknown keys, missing required keys, wrong types and values refused by a
+    field's ``check`` metadata raise ConfigError naming ``path.key``.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = _join(path, name)
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: missing")
+            continue
+        value = _convert(hints[name], table[name], key)
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _backend(table: Any, role: str, path: str, validate: BackendValidator | None) -> BackendConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected a table with a 'backend' key")
+    options = dict(table)
+    name = options.pop("backend", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{path}.backend: missing")
+    if name == SIM_BACKEND:
+        if options:
+            raise ConfigError(f"{path}.{sorted(options)[0]}: unknown key (sim takes no options)")
+    elif validate is not None:
+        validate(role, name, options, path)
+    return BackendConfig(backend=name, options=options)
+
+
+def _evse(table: Any, index: int, validate: BackendValidator | None) -> EvseConfig:
+    path = f"evse[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected a table")
+    plain = {k: v for k, v in table.items() if k not in ROLES}
+    roles: dict[str, BackendConfig | None] = {}
+    for role in ROLES:
+        if role in table:
+            roles[role] = _backend(table[role], role, f"{path}.{role}", validate)
+        elif role != "token_reader":
+            raise ConfigError(f"{path}.{role}: missing")
+    scalars = parse_dataclass(_EvseScalars, plain, path)
+    if scalars.phases not in (1, 3):
+        raise ConfigError(f"{path}.phases: must be 1 or 3")
+    meter, contactor, pilot = roles["meter"], roles["contactor"], roles["pilot"]
+    assert meter is not None and contactor is not None and pilot is not None
+    return EvseConfig(
+        id=scalars.id,
+        meter=meter,
+        contactor=contactor,
+        pilot=pilot,
+        token_reader=roles.get("token_reader"),
+        max_current_a=scalars.max_current_a,
+        phases=scalars.phases,
+    )
+
+
+@dataclass(frozen=True)
+class _EvseScalars:
+    """The plain keys of an [[evse]] table (the role tables are parsed apart)."""
+
+    id: int
+    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    phases: int = 3
+
+
+def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = None) -> AgentConfig:
+    """Validate a parsed TOML document.
+
+    Args:
+        data: The document (``tomllib.loads`` output).
+        validate: Checks each non-sim backend's options (the HAL registry does it).
+
+    Raises:
+        ConfigError: one line naming the key and the problem.
+    """
+    known = {"station", "csms", "ocpp", "sim", "evse", "log_level"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section")
+    for required in ("station", "csms"):
+        if required not in data:
+            raise ConfigError(f"{required}: missing section")
+    station = parse_dataclass(StationConfig, data["station"], "station")
+    if not station.charge_point_id or "/" in station.charge_point_id:
+        raise ConfigError("station.charge_point_id: must be non-empty and contain no '/'")
+    csms = parse_dataclass(CsmsConfig, data["csms"], "csms")
+    _check_csms(csms)
+    sim = parse_dataclass(SimConfig, data.get("sim", {}), "sim")
+    if sim.ev_phases not in (1, 3):
+        raise ConfigError("sim.ev_phases: must be 1 or 3")
+    raw_evses = data.get("evse", [])
+    if not isinstance(raw_evses, list) or not raw_evses:
+        raise ConfigError("evse: at least one [[evse]] table is required")
+    evses = tuple(_evse(t, i, validate) for i, t in enumerate(raw_evses))
+    ids = [e.id for e in evses]
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        raise ConfigError("evse.id: EVSE ids must be 1..N, each once")
+    ocpp = data.get("ocpp", {})
+    if not isinstance(ocpp, dict):
+        raise ConfigError("ocpp: expected a table")
+    for name, value in ocpp.items():
+        try:
+            definition(name).coerce(value)
+        except KeyError:
+            raise ConfigError(f"ocpp.{name}: unknown key") from None
+        except SettingError as e:
+            raise ConfigError(f"ocpp.{e}") from None
+    log_level = data.get("log_level", "INFO")
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    return AgentConfig(station, csms, evses, dict(ocpp), sim, log_level)
+
+
+def _check_csms(csms: CsmsConfig) -> None:
+    if csms.ocpp_version not in OCPP_VERSIONS:
+        raise ConfigError(
+            f"csms.ocpp_version: {csms.ocpp_version!r} is not supported "
+            f"(supported: {', '.join(OCPP_VERSIONS)})"
+        )
+    parts = urlsplit(csms.url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigError(f"csms.url: expected a ws:// or wss:// URL, got {csms.url!r}")
+    if csms.security_profile not in (0, 1, 2, 3):
+        raise ConfigError("csms.security_profile: must be 0, 1, 2 or 3")
+    if csms.security_profile >= 2 and parts.scheme != "wss":
+        raise ConfigError("csms.url: security profile 2 and 3 need a wss:// URL")
+    if csms.security_profile in (1, 2) and not csms.basic_auth_password:
+        raise ConfigError("csms.basic_auth_password: required by security profile 1 and 2")
+    if csms.security_profile == 3 and not (csms.client_cert_file and csms.client_key_file):
+        raise ConfigError("csms.client_cert_file: profile 3 needs client_cert_file and key")
+    if csms.reconnect_max_s < csms.reconnect_min_s:
+        raise ConfigError("csms.reconnect_max_s: must be >= reconnect_min_s")
+
+
+def load_config(path: Path, validate: BackendValidator | None = None) -> AgentConfig:
+    """Read and validate a TOML config file.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error or invalid content.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    return parse_config(data, validate)
+
+
+def sim_defaults(
+    data_dir: Path, csms_url: str, charge_point_id: str, evse_count: int = 1
+) -> dict[str, Any]:
+    """The built-in config of ``evse-agent run --sim`` when no file is given."""
+    evse = {
+        "meter": {"backend": SIM_BACKEND},
+        "contactor": {"backend": SIM_BACKEND},
+        "pilot": {"backend": SIM_BACKEND},
+        "token_reader": {"backend": SIM_BACKEND},
+    }
+    return {
+        "station": {
+            "charge_point_id": charge_point_id,
+            "data_dir": str(data_dir),
+            "model": "evse-agent-sim",
+            "serial_number": f"SIM-{charge_point_id}",
+        },
+        "csms": {"url": csms_url, "ocpp_version": "1.6"},
+        "evse": [{"id": i + 1, **evse} for i in range(evse_count)],
+    }

@@ -1,0 +1,164 @@
+"""WebSocket connection supervision for OCPP-J.
+
+Connects to ``<base url>/<charge point id>`` with the version adapter's
+subprotocol, authenticates per the security profile, and hands the socket to the
+adapter. When the connection fails or ends, it waits an exponentially growing,
+jittered delay and tries again, forever. Charging never waits for it.
+
+Liveness: WebSocket pings (``websocket_ping_interval_s``; no pong within the same
+time closes the socket) catch half-open TCP connections; the adapter's CALL
+timeout and heartbeat catch a CSMS that stopped answering at the OCPP level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+
+from agent.config import CsmsConfig
+from agent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1 << 20
+
+
+class SessionRunner(Protocol):
+    subprotocol: str
+
+    async def run_session(self, ws: Any, charge_point_id: str) -> None: ...
+
+
+def backoff_delay_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before reconnect attempt ``attempt`` (0-based): "equal jitter".
+
+    The ceiling doubles from ``min_s`` up to ``max_s``; the delay is half the
+    ceiling plus a uniform random part of the other half, so chargers that lost
+    the CSMS together do not reconnect together.
+    """
+    ceiling_s = min(max_s, min_s * (2 ** min(attempt, 30)))
+    return float(ceiling_s / 2 + rng.uniform(0, ceiling_s / 2))
+
+
+def endpoint_url(base_url: str, charge_point_id: str) -> str:
+    """OCPP-J: the charge point identity is the last path segment."""
+    return f"{base_url.rstrip('/')}/{quote(charge_point_id, safe='')}"
+
+
+def basic_auth_header(charge_point_id: str, password: str) -> str:
+    """HTTP Basic credentials: user = identity, password = AuthorizationKey (WP 2.1)."""
+    token = base64.b64encode(f"{charge_point_id}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+def tls_context(csms: CsmsConfig) -> ssl.SSLContext:
+    """TLS >= 1.2 with server verification; client certificate for profile 3."""
+    ctx = ssl.create_default_context(cafile=str(csms.ca_file) if csms.ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if csms.security_profile == 3 and csms.client_cert_file and csms.client_key_file:
+        ctx.load_cert_chain(str(csms.client_cert_file), str(csms.client_key_file))
+    return ctx
+
+
+class ConnectionSupervisor:
+    """Keeps one OCPP-J connection alive.
+
+    Args:
+        csms: URL, security profile and timing.
+        charge_point_id: Identity appended to the URL.
+        runner: The version adapter (offers its subprotocol, runs sessions).
+        settings: For ``websocket_ping_interval_s`` and ``authorization_key``.
+        on_connection: Optional hook called with True on connect, False on loss.
+        rng: Jitter source (seeded in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        csms: CsmsConfig,
+        charge_point_id: str,
+        runner: SessionRunner,
+        settings: Settings,
+        on_connection: Callable[[bool], None] | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._csms = csms
+        self._id = charge_point_id
+        self._runner = runner
+        self._settings = settings
+        self._on_connection = on_connection
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self.connects = 0
+        self.failures = 0
+
+    def _headers(self) -> dict[str, str]:
+        if self._csms.security_profile not in (1, 2):
+            return {}
+        # A key set by the CSMS (AuthorizationKey) wins over the configured password.
+        password = str(self._settings.get("authorization_key")) or self._csms.basic_auth_password
+        return {"Authorization": basic_auth_header(self._id, password)}
+
+    async def run(self) -> None:
+        """Connect, run sessions, reconnect; returns only when cancelled."""
+        url = endpoint_url(self._csms.url, self._id)
+        attempt = 0
+        while True:
+            ping_s = self._settings.get_int("websocket_ping_interval_s") or None
+            try:
+                async with connect(
+                    url,
+                    subprotocols=[self._runner.subprotocol],  # type: ignore[list-item]
+                    additional_headers=self._headers(),
+                    ssl=tls_context(self._csms) if url.startswith("wss://") else None,
+                    open_timeout=self._csms.connect_timeout_s,
+                    ping_interval=ping_s,
+                    ping_timeout=ping_s,
+                    close_timeout=2,
+                    max_size=MAX_FRAME_BYTES,
+                ) as ws:
+                    if ws.subprotocol != self._runner.subprotocol:
+                        log.error("CSMS did not accept subprotocol %s", self._runner.subprotocol)
+                        await ws.close(1002, "subprotocol required")
+                    else:
+                        self.connects += 1
+                        attempt = 0
+                        log.info("connected to %s", url)
+                        self._notify(True)
+                        try:
+                            await self._runner.run_session(ws, self._id)
+                        finally:
+                            self._notify(False)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as e:
+                self.failures += 1
+                log.warning("CSMS connection failed: %s", _reason(e))
+            except Exception:
+                self.failures += 1
+                log.exception("OCPP session ended with an error")
+            delay_s = backoff_delay_s(
+                attempt, self._csms.reconnect_min_s, self._csms.reconnect_max_s, self._rng
+            )
+            attempt += 1
+            log.info("reconnecting in %.1f s", delay_s)
+            await self._sleep(delay_s)
+
+    def _notify(self, connected: bool) -> None:
+        if self._on_connection is not None:
+            self._on_connection(connected)
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,540 @@
+"""OCPP 1.6J adapter: projects the station core onto OCPP 1.6 (Core profile).
+
+One ``V16Adapter`` lives as long as the agent; each WebSocket connection gets a
+fresh ``_Session`` (an ``ocpp.v16.ChargePoint`` plus the tasks that send our
+requests). Rules kept here (OCPP 1.6 4.2, 3.7; OCPP-J 4):
+
+* BootNotification first; nothing else is sent until Accepted. While Pending we
+  answer the CSMS but refuse remote start/stop; while Rejected we answer nothing
+  and retry after the interval.
+* One outstanding CALL per direction: the library's call lock serializes our
+  calls; handlers never await a call (they would deadlock the receive loop).
+* Transaction messages come from the persisted journal in order, each mapped at
+  send time so the CSMS transaction id is filled in once it is known.
+* A CALL timeout means the link is dead: the connection is closed and the
+  supervisor reconnects. "Online" requires a recent round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import ocpp.messages
+from ocpp import routing
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, unpack
+from ocpp.v16 import ChargePoint, call
+from ocpp.v16.enums import Action
+
+from agent.authorization.authorizer import Authorizer, IdTagInfo
+from agent.clock import Clock, parse_iso
+from agent.events import AuthorizationStatus, EvseStatusChanged, StopReason
+from agent.ocpp.outbox import OutboxDelivery, SendOutcome
+from agent.ocpp.v16 import keys, mapping
+from agent.settings import Settings
+from agent.station import ResetKind, Station
+from agent.transactions.journal import QueuedTxMessage, TransactionJournal
+
+log = logging.getLogger(__name__)
+
+# Validate payloads inline: the library's default runs every validation in a
+# thread pool, which costs a thread hop per message and leaves threads behind.
+ocpp.messages.ASYNC_VALIDATION = False
+
+SUBPROTOCOL = "ocpp1.6"
+DATA_TRANSFER_VENDOR = "org.evse-agent"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def on(action: Action) -> Callable[[_F], _F]:
+    """``ocpp.routing.on`` with a type (the library ships none)."""
+    return cast(Callable[[_F], _F], routing.on(action))
+
+
+def after(action: Action) -> Callable[[_F], _F]:
+    """``ocpp.routing.after`` with a type."""
+    return cast(Callable[[_F], _F], routing.after(action))
+
+
+Trace = Callable[[str, str], None]
+"""(direction "send" | "recv", raw OCPP-J frame) -> None."""
+
+
+class LinkDead(Exception):
+    """The CSMS did not answer a CALL in time; the connection must be dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    """What BootNotification reports."""
+
+    vendor: str
+    model: str
+    serial_number: str
+    firmware_version: str
+
+
+class V16Adapter:
+    """The OCPP 1.6J side of the agent.
+
+    Args:
+        station: The core.
+        settings: Live settings (the 1.6 keys map onto them).
+        journal: Persisted transaction messages.
+        authorizer: Gets this adapter attached as its online authorizer.
+        clock: Set from the CSMS's time.
+        boot: Identity for BootNotification.
+        boot_retry_s: Retry delay after Pending/Rejected when the CSMS gives interval 0.
+        trace: Optional raw-frame hook (demo timeline, diagnostics).
+    """
+
+    subprotocol = SUBPROTOCOL
+
+    def __init__(
+        self,
+        *,
+        station: Station,
+        settings: Settings,
+        journal: TransactionJournal,
+        authorizer: Authorizer,
+        clock: Clock,
+        boot: BootInfo,
+        call_timeout_s: float = 30.0,
+        boot_retry_s: float = 30.0,
+        trace: Trace | None = None,
+    ) -> None:
+        self.station = station
+        self.settings = settings
+        self.journal = journal
+        self.authorizer = authorizer
+        self.clock = clock
+        self.boot = boot
+        self.call_timeout_s = call_timeout_s
+        self.boot_retry_s = boot_retry_s
+        self.trace = trace
+        self.outbox = OutboxDelivery(journal, settings)
+        self._pending_status: dict[int, EvseStatusChanged] = {}
+        self._status_event = asyncio.Event()
+        self._session: _Session | None = None
+        self.registered = asyncio.Event()  # set on every Accepted boot (tests, bench)
+        station.subscribe_status(self._on_status)
+        station.subscribe_tx_messages(self.outbox.wake)
+        authorizer.attach(self)
+
+    # --------------------------------------------------- core -> adapter
+
+    def _on_status(self, event: EvseStatusChanged) -> None:
+        self._pending_status[event.evse_id] = event
+        self._status_event.set()
+
+    # ----------------------------------------------------- OnlineAuthorizer
+
+    @property
+    def online(self) -> bool:
+        session = self._session
+        return session is not None and session.online
+
+    async def authorize_online(self, id_tag: str) -> IdTagInfo | None:
+        session = self._session
+        if session is None or not session.online:
+            return None
+        return await session.authorize(id_tag)
+
+    # ------------------------------------------------------------ sessions
+
+    async def run_session(self, ws: Any, charge_point_id: str) -> None:
+        """Run OCPP over an open WebSocket until it closes or the link dies."""
+        session = _Session(self, ws, charge_point_id)
+        self._session = session
+        try:
+            await session.run()
+        finally:
+            self._session = None
+
+
+class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hints
+    """The ocpp-library object of one connection; handlers delegate to the session."""
+
+    def __init__(self, session: _Session, charge_point_id: str, ws: Any, timeout_s: float):
+        super().__init__(charge_point_id, ws, response_timeout=timeout_s)
+        self.session = session
+
+    # --- frames in and out (CALLERRORs in 1.6 spelling; trace hook)
+
+    async def _send(self, message: str) -> None:
+        if self.session.adapter.trace is not None:
+            self.session.adapter.trace("send", message)
+        await super()._send(message)
+
+    async def route_message(self, raw_msg: str) -> None:
+        adapter = self.session.adapter
+        if adapter.trace is not None:
+            adapter.trace("recv", raw_msg)
+        try:
+            msg = unpack(raw_msg)
+        except OCPPError as e:
+            # OCPP-J 4.2.3: answer what cannot be parsed; with no readable id, "-1".
+            await self._send_error(_message_id(raw_msg), e)
+            return
+        if isinstance(msg, Call):
+            if self.session.rejected:
+                return  # 1.6 4.2: while Rejected the CP does not answer anything
+            if msg.action not in self.route_map:
+                await self._send_error(msg.unique_id, _unknown_action_error(msg.action))
+                return
+            try:
+                await self._handle_call(msg)
+            except OCPPError as e:
+                await self._send_error(msg.unique_id, e)
+        else:
+            self._response_queue.put_nowait(msg)
+
+    async def _send_error(self, unique_id: str, error: OCPPError) -> None:
+        description = error.description or error.__class__.__name__
+        details = {"cause": str(error.details.get("cause", ""))[:200]} if error.details else {}
+        frame = CallError(unique_id, mapping.error_code_16(error.code), description, details)
+        await self._send(frame.to_json())
+
+    # --- CSMS -> charger handlers (never await self.call in here)
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(
+        self, id_tag: str, connector_id: int | None = None, charging_profile: Any = None
+    ) -> Any:
+        return self.session.remote_start(id_tag, connector_id, charging_profile)
+
+    @on(Action.remote_stop_transaction)
+    async def on_remote_stop(self, transaction_id: int) -> Any:
+        return await self.session.remote_stop(transaction_id)
+
+    @on(Action.change_availability)
+    async def on_change_availability(self, connector_id: int, type: str) -> Any:
+        result = await self.session.adapter.station.change_availability(
+            connector_id, operative=(type == "Operative")
+        )
+        return call_result_cls("ChangeAvailability")(status=result.value)
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None) -> Any:
+        return self.session.get_configuration(key)
+
+    @on(Action.change_configuration)
+    async def on_change_configuration(self, key: str, value: str) -> Any:
+        result = await keys.change(self.session.adapter.settings, key, value)
+        log.info("ChangeConfiguration %s: %s", key, result)
+        return call_result_cls("ChangeConfiguration")(status=result.value)
+
+    @on(Action.clear_cache)
+    async def on_clear_cache(self) -> Any:
+        await self.session.adapter.station.clear_cache()
+        return call_result_cls("ClearCache")(status="Accepted")
+
+    @on(Action.reset)
+    def on_reset(self, type: str) -> Any:
+        return call_result_cls("Reset")(status="Accepted")
+
+    @after(Action.reset)
+    async def after_reset(self, type: str) -> None:
+        kind = ResetKind.HARD if type == "Hard" else ResetKind.SOFT
+        await self.session.adapter.station.reset(kind)
+
+    @on(Action.unlock_connector)
+    async def on_unlock_connector(self, connector_id: int) -> Any:
+        result = await self.session.adapter.station.unlock(connector_id)
+        return call_result_cls("UnlockConnector")(status=result.value)
+
+    @on(Action.data_transfer)
+    def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> Any:
+        if vendor_id != DATA_TRANSFER_VENDOR:
+            return call_result_cls("DataTransfer")(status="UnknownVendorId")
+        return call_result_cls("DataTransfer")(status="UnknownMessageId")
+
+
+def call_result_cls(name: str) -> Any:
+    """The ocpp library's call_result class for ``name``."""
+    from ocpp.v16 import call_result
+
+    return getattr(call_result, name)
+
+
+def _message_id(raw: str) -> str:
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, TypeError):
+        return "-1"
+    if isinstance(parsed, list) and len(parsed) > 1 and isinstance(parsed[1], str):
+        return parsed[1][:36]
+    return "-1"
+
+
+def _unknown_action_error(action: str) -> OCPPError:
+    from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+    from ocpp.exceptions import NotSupportedError
+
+    # OCPP-J 1.6 4.2.3: NotImplemented = action not known; NotSupported = known but
+    # not supported by this charger.
+    try:
+        Action(action)
+    except ValueError:
+        return OcppNotImplemented(details={"cause": f"unknown action {action}"})
+    return NotSupportedError(details={"cause": f"{action} is not supported"})
+
+
+class _Session:
+    """One connection: boot, then heartbeat, status and transaction senders."""
+
+    def __init__(self, adapter: V16Adapter, ws: Any, charge_point_id: str) -> None:
+        self.adapter = adapter
+        self.ws = ws
+        self.cp = _ChargePoint(self, charge_point_id, ws, adapter.call_timeout_s)
+        self.accepted = False
+        self.pending = False
+        self.rejected = False
+        self._last_round_trip_s: float | None = None
+        self._heartbeat_changed = asyncio.Event()
+        adapter.settings.subscribe(self._on_setting)
+
+    def _on_setting(self, name: str, value: object) -> None:
+        if name == "heartbeat_interval_s":
+            self._heartbeat_changed.set()
+
+    @property
+    def online(self) -> bool:
+        if not self.accepted or self._last_round_trip_s is None:
+            return False
+        window_s = 2 * self.adapter.settings.get_int("heartbeat_interval_s") + (
+            self.adapter.call_timeout_s
+        )
+        return self.adapter.clock.monotonic() - self._last_round_trip_s < window_s
+
+    # -------------------------------------------------------------- run
+
+    async def run(self) -> None:
+        receiver = asyncio.create_task(self.cp.start(), name="ocpp-recv")
+        main = asyncio.create_task(self._main(), name="ocpp-main")
+        try:
+            done, _ = await asyncio.wait({receiver, main}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what ended the session
+        finally:
+            for task in (receiver, main):
+                task.cancel()
+            await asyncio.gather(receiver, main, return_exceptions=True)
+
+    async def _call(self, payload: Any) -> Any:
+        """Send one CALL; raise LinkDead on timeout, OCPPError on CALLERROR."""
+        try:
+            result = await self.cp.call(payload, suppress=False)
+        except TimeoutError:
+            log.warning(
+                "no answer to %s within %.0f s: link dead",
+                type(payload).__name__,
+                self.adapter.call_timeout_s,
+            )
+            await self.ws.close()
+            raise LinkDead(type(payload).__name__) from None
+        self._last_round_trip_s = self.adapter.clock.monotonic()
+        return result
+
+    async def _main(self) -> None:
+        await self._boot()
+        self.adapter.registered.set()
+        for status in self.adapter.station.all_statuses():
+            self.adapter._on_status(status)
+        await asyncio.gather(self._heartbeat_loop(), self._status_loop(), self._outbox_loop())
+
+    async def _boot(self) -> None:
+        boot = self.adapter.boot
+        while True:
+            result = await self._call(
+                call.BootNotification(
+                    charge_point_vendor=boot.vendor,
+                    charge_point_model=boot.model,
+                    charge_point_serial_number=boot.serial_number or None,
+                    firmware_version=boot.firmware_version,
+                )
+            )
+            interval_s = int(result.interval)
+            self.pending = result.status == "Pending"
+            self.rejected = result.status == "Rejected"
+            if result.status == "Accepted":
+                self.accepted = True
+                with contextlib.suppress(ValueError):
+                    self.adapter.clock.set_utc(parse_iso(result.current_time))
+                if interval_s > 0:
+                    await self.adapter.settings.set("heartbeat_interval_s", interval_s)
+                log.info("BootNotification accepted; heartbeat every %d s", interval_s)
+                return
+            retry_s = interval_s if interval_s > 0 else self.adapter.boot_retry_s
+            log.warning("BootNotification %s; retrying in %.0f s", result.status, retry_s)
+            await asyncio.sleep(retry_s)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            interval_s = self.adapter.settings.get_int("heartbeat_interval_s")
+            self._heartbeat_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_changed.wait(), interval_s)
+                continue  # interval changed: start a new wait with the new value
+            result = await self._call(call.Heartbeat())
+            with contextlib.suppress(ValueError):
+                self.adapter.clock.set_utc(parse_iso(result.current_time))
+
+    async def _status_loop(self) -> None:
+        pending = self.adapter._pending_status
+        while True:
+            await self.adapter._status_event.wait()
+            self.adapter._status_event.clear()
+            while pending:
+                evse_id = min(pending)
+                event = pending[evse_id]
+                try:
+                    await self._call(call.StatusNotification(**mapping.status_notification(event)))
+                except OCPPError as e:
+                    log.warning("StatusNotification refused: %s", e)
+                if pending.get(evse_id) is event:
+                    del pending[evse_id]
+
+    async def _outbox_loop(self) -> None:
+        await self.adapter.outbox.run(self._send_tx_message)
+
+    # ----------------------------------------------------- transactions
+
+    async def _send_tx_message(self, msg: QueuedTxMessage) -> SendOutcome:
+        rec = msg.record
+        journal = self.adapter.journal
+        if msg.kind == "start":
+            try:
+                result = await self._call(
+                    call.StartTransaction(
+                        connector_id=rec.connector_id,
+                        id_tag=rec.id_tag,
+                        meter_start=rec.meter_start_wh,
+                        timestamp=rec.start_time,
+                        reservation_id=rec.reservation_id,
+                    )
+                )
+            except OCPPError as e:
+                return SendOutcome.refused(str(e))
+            info = _id_tag_info(result.id_tag_info)
+            await journal.acknowledge_start(msg.seq, int(result.transaction_id), info.status.value)
+            await self.adapter.authorizer.remember(rec.id_tag, info)
+            self._check_deauthorized(rec.tx_id, info.status)
+            return SendOutcome.done()
+        if rec.csms_tx_id is None:
+            return SendOutcome.unaddressable("its StartTransaction was never accepted")
+        try:
+            if msg.kind == "meter":
+                await self._call(
+                    call.MeterValues(
+                        connector_id=rec.connector_id,
+                        transaction_id=rec.csms_tx_id,
+                        meter_value=[mapping.meter_value(s) for s in msg.samples],
+                    )
+                )
+            else:
+                assert rec.stop_time is not None and rec.meter_stop_wh is not None
+                result = await self._call(
+                    call.StopTransaction(
+                        meter_stop=rec.meter_stop_wh,
+                        timestamp=rec.stop_time,
+                        transaction_id=rec.csms_tx_id,
+                        reason=mapping.stop_reason(rec.stop_reason or StopReason.LOCAL),
+                        id_tag=rec.id_tag,
+                        transaction_data=[mapping.meter_value(s) for s in msg.samples] or None,
+                    )
+                )
+                if result.id_tag_info:
+                    await self.adapter.authorizer.remember(
+                        rec.id_tag, _id_tag_info(result.id_tag_info)
+                    )
+        except OCPPError as e:
+            return SendOutcome.refused(str(e))
+        await journal.acknowledge(msg.seq)
+        return SendOutcome.done()
+
+    def _check_deauthorized(self, tx_id: str, status: AuthorizationStatus) -> None:
+        # 1.6 3.5.4: an offline-started transaction whose id the CSMS rejects
+        if status == AuthorizationStatus.ACCEPTED:
+            return
+        stop = self.adapter.settings.get_bool("stop_transaction_on_invalid_id")
+        if stop and self.adapter.station.stop_transaction(tx_id, StopReason.DEAUTHORIZED):
+            log.warning("transaction %s deauthorized by the CSMS (%s)", tx_id, status)
+
+    async def authorize(self, id_tag: str) -> IdTagInfo | None:
+        try:
+            result = await self._call(call.Authorize(id_tag=id_tag))
+        except (OCPPError, LinkDead) as e:
+            log.warning("Authorize %s failed: %s", id_tag, e)
+            return None
+        except Exception as e:  # connection closed under us: treat as offline
+            log.warning("Authorize %s: no link (%r)", id_tag, e)
+            return None
+        return _id_tag_info(result.id_tag_info)
+
+    # ------------------------------------------------------- CS -> CP
+
+    def remote_start(self, id_tag: str, connector_id: int | None, profile: Any) -> Any:
+        result = call_result_cls("RemoteStartTransaction")
+        if not self.accepted or connector_id == 0:
+            return result(status="Rejected")  # not while Pending (1.6 4.2)
+        if profile is not None:
+            log.warning("RemoteStartTransaction profile ignored: SmartCharging not supported yet")
+        ok = self.adapter.station.remote_start(
+            connector_id,
+            id_tag,
+            authorize=self.adapter.settings.get_bool("authorize_remote_tx_requests"),
+            remote_start_id=None,
+        )
+        return result(status="Accepted" if ok else "Rejected")
+
+    async def remote_stop(self, transaction_id: int) -> Any:
+        result = call_result_cls("RemoteStopTransaction")
+        if not self.accepted:
+            return result(status="Rejected")
+        record = await self.adapter.journal.find_by_csms_id(transaction_id)
+        ok = record is not None and self.adapter.station.remote_stop(record.tx_id)
+        return result(status="Accepted" if ok else "Rejected")
+
+    def get_configuration(self, requested: list[str] | None) -> Any:
+        settings = self.adapter.settings
+        ctx = keys.KeyContext(number_of_connectors=len(self.adapter.station.controllers))
+        found: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        names = requested if requested else [k.name for k in keys.KEYS]
+        for name in names:
+            key = keys.find(name)
+            if key is None:
+                unknown.append(name)
+                continue
+            kv = keys.read(key, settings, ctx)
+            item: dict[str, Any] = {"key": kv.key, "readonly": kv.readonly}
+            if kv.value is not None:
+                item["value"] = kv.value
+            found.append(item)
+        return call_result_cls("GetConfiguration")(
+            configuration_key=found or None, unknown_key=unknown or None
+        )
+
+
+def _id_tag_info(raw: Any) -> IdTagInfo:
+    """Parse idTagInfo (the library hands nested fields over as dicts)."""
+    data = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
+    expiry = None
+    if data.get("expiry_date"):
+        with contextlib.suppress(ValueError):
+            expiry = parse_iso(str(data["expiry_date"]))
+    return IdTagInfo(
+        status=mapping.authorization_status(str(data.get("status", "Invalid"))),
+        expiry=expiry,
+        parent_id_tag=data.get("parent_id_tag"),
+    )

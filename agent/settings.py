@@ -1,0 +1,209 @@
+"""Runtime settings that a CSMS may read and change, version-neutral.
+
+One source of truth: the OCPP 1.6 configuration keys (``agent/ocpp/v16/keys.py``)
+and, later, the 2.0.1 device-model variables map onto these names. Values are
+persisted through ``SettingsStore`` so a CSMS change survives reboot and upgrade.
+
+Names carry units (``_s``); lists are lists of strings (OCPP comma-separated
+lists are split by the adapter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+SettingValue = int | bool | str | tuple[str, ...]
+
+# Measurands this station can sample (OCPP 1.6 spelling). Phase suffixes come
+# from the meter's per-phase registers (issue 4 adds them to the keys).
+SUPPORTED_MEASURANDS: tuple[str, ...] = (
+    "Energy.Active.Import.Register",
+    "Energy.Active.Export.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Current.Offered",
+    "Voltage",
+    "Frequency",
+)
+
+
+class SettingError(ValueError):
+    """A value that a setting refuses, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDef:
+    """Definition of one setting.
+
+    Attributes:
+        name: Neutral name, unit in the name.
+        default: Default value; its type is the setting's type.
+        mutable: False for values the CSMS may only read.
+        min_value: Lowest allowed integer (ints only).
+        allowed: For list settings, the allowed members.
+        secret: Never returned in a read and never logged.
+    """
+
+    name: str
+    default: SettingValue
+    mutable: bool = True
+    min_value: int | None = None
+    allowed: tuple[str, ...] | None = None
+    secret: bool = False
+
+    def coerce(self, value: object) -> SettingValue:
+        """Validate ``value`` for this setting and return it in canonical form.
+
+        Raises:
+            SettingError: wrong type, out of range or not an allowed member.
+        """
+        kind = type(self.default)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise SettingError(f"{self.name}: expected true/false")
+            return value
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SettingError(f"{self.name}: expected an integer")
+            if self.min_value is not None and value < self.min_value:
+                raise SettingError(f"{self.name}: must be >= {self.min_value}")
+            return value
+        if kind is tuple:
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise SettingError(f"{self.name}: expected a list of strings")
+            items = tuple(str(v).strip() for v in value if str(v).strip())
+            if self.allowed is not None:
+                bad = [v for v in items if v not in self.allowed]
+                if bad:
+                    raise SettingError(f"{self.name}: unsupported value(s) {', '.join(bad)}")
+            return items
+        if not isinstance(value, str):
+            raise SettingError(f"{self.name}: expected a string")
+        return value
+
+
+DEFINITIONS: tuple[SettingDef, ...] = (
+    SettingDef("heartbeat_interval_s", 300, min_value=1),
+    SettingDef("connection_timeout_s", 60, min_value=1),
+    SettingDef("meter_value_sample_interval_s", 60, min_value=0),
+    SettingDef(
+        "meter_values_sampled_data",
+        ("Energy.Active.Import.Register", "Power.Active.Import"),
+        allowed=SUPPORTED_MEASURANDS,
+    ),
+    SettingDef("stop_txn_sampled_data", (), allowed=SUPPORTED_MEASURANDS),
+    SettingDef("clock_aligned_data_interval_s", 0, min_value=0),
+    SettingDef(
+        "meter_values_aligned_data",
+        ("Energy.Active.Import.Register",),
+        allowed=SUPPORTED_MEASURANDS,
+    ),
+    SettingDef("stop_txn_aligned_data", (), allowed=SUPPORTED_MEASURANDS),
+    SettingDef("reset_retries", 1, min_value=0),
+    SettingDef("stop_transaction_on_ev_side_disconnect", True),
+    SettingDef("stop_transaction_on_invalid_id", True),
+    SettingDef("unlock_connector_on_ev_side_disconnect", True),
+    SettingDef("transaction_message_attempts", 3, min_value=1),
+    SettingDef("transaction_message_retry_interval_s", 60, min_value=0),
+    SettingDef("local_authorize_offline", True),
+    SettingDef("local_pre_authorize", False),
+    SettingDef("authorize_remote_tx_requests", False),
+    SettingDef("allow_offline_tx_for_unknown_id", False),
+    SettingDef("authorization_cache_enabled", True),
+    SettingDef("websocket_ping_interval_s", 30, min_value=0),
+    SettingDef("connector_phase_rotation", "0.RST,1.RST"),
+    SettingDef("minimum_status_duration_s", 0, min_value=0),
+    SettingDef("authorization_key", "", secret=True),
+)
+
+_BY_NAME: Mapping[str, SettingDef] = {d.name: d for d in DEFINITIONS}
+
+
+def definition(name: str) -> SettingDef:
+    """The definition of ``name``; KeyError for an unknown setting."""
+    return _BY_NAME[name]
+
+
+class SettingsBackend(Protocol):
+    """Where settings are persisted (``agent.persistence.settings_store.SettingsStore``)."""
+
+    async def set(self, key: str, value: Any) -> None: ...
+
+
+Listener = Callable[[str, SettingValue], None]
+
+
+class Settings:
+    """Live setting values: defaults, overridden by config, overridden by the CSMS.
+
+    Reads are synchronous (the values live in memory); ``set`` persists first and
+    then updates memory and notifies listeners, so a value the CSMS was told is
+    accepted is durable.
+    """
+
+    def __init__(
+        self,
+        backend: SettingsBackend,
+        persisted: Mapping[str, Any],
+        config_values: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Layer the values: defaults < ``config_values`` (the config file's [ocpp]
+        table) < ``persisted`` (values the CSMS set, which survive reboot).
+
+        Raises:
+            SettingError: the config names an unknown setting or a bad value.
+        """
+        self._backend = backend
+        self._values: dict[str, SettingValue] = {d.name: d.default for d in DEFINITIONS}
+        for name, raw in (config_values or {}).items():
+            if name not in _BY_NAME:
+                raise SettingError(f"{name}: unknown setting")
+            self._values[name] = _BY_NAME[name].coerce(raw)
+        for name, raw in persisted.items():
+            if name in _BY_NAME:
+                try:
+                    self._values[name] = _BY_NAME[name].coerce(raw)
+                except SettingError:
+                    continue  # a value from an older version that no longer fits: default
+        self._listeners: list[Listener] = []
+
+    def get(self, name: str) -> SettingValue:
+        return self._values[name]
+
+    def get_int(self, name: str) -> int:
+        value = self._values[name]
+        assert isinstance(value, int)
+        return value
+
+    def get_bool(self, name: str) -> bool:
+        value = self._values[name]
+        assert isinstance(value, bool)
+        return value
+
+    def get_list(self, name: str) -> tuple[str, ...]:
+        value = self._values[name]
+        assert isinstance(value, tuple)
+        return value
+
+    async def set(self, name: str, value: object) -> None:
+        """Validate, persist, then apply and notify.
+
+        Raises:
+            KeyError: unknown setting.
+            SettingError: read-only setting or invalid value.
+        """
+        d = _BY_NAME[name]
+        if not d.mutable:
+            raise SettingError(f"{name}: read-only")
+        canonical = d.coerce(value)
+        stored: Any = list(canonical) if isinstance(canonical, tuple) else canonical
+        await self._backend.set(name, stored)
+        self._values[name] = canonical
+        for listener in list(self._listeners):
+            listener(name, canonical)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(name, value)`` after every successful ``set``."""
+        self._listeners.append(listener)

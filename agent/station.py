@@ -1,0 +1,228 @@
+"""The station core: all EVSE controllers and the commands a CSMS may give.
+
+Version-neutral: the OCPP adapters call these methods (``StationCommands``) and
+subscribe to status changes. Nothing here knows an OCPP message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+
+from agent.authorization.authorizer import Authorizer
+from agent.clock import Clock
+from agent.events import ConnectorStatus, EvseStatusChanged, StopReason
+from agent.evse import charger
+from agent.evse.controller import EvseController
+from agent.persistence.settings_store import SettingsStore
+from agent.transactions.journal import TransactionJournal, TxRecord
+
+log = logging.getLogger(__name__)
+
+AVAILABILITY_KEY = "availability.evse.{}"  # persisted per EVSE; 0 = whole station
+
+
+class AvailabilityResult(StrEnum):
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+    SCHEDULED = "Scheduled"
+
+
+class UnlockResult(StrEnum):
+    UNLOCKED = "Unlocked"
+    UNLOCK_FAILED = "UnlockFailed"
+    NOT_SUPPORTED = "NotSupported"
+
+
+class ResetKind(StrEnum):
+    SOFT = "Soft"
+    HARD = "Hard"
+
+
+StatusListener = Callable[[EvseStatusChanged], None]
+
+
+class Station:
+    """Owns the controllers; answers CSMS commands; reports connector 0.
+
+    Args:
+        controllers: By EVSE id (1..N).
+        journal: The transaction journal (for power-loss recovery and lookups).
+        settings_store: Where availability is persisted.
+        authorizer: For ClearCache and CSMS verdicts.
+        clock: Time source.
+        request_restart: Called with the reset kind once transactions are stopped.
+    """
+
+    def __init__(
+        self,
+        *,
+        controllers: dict[int, EvseController],
+        journal: TransactionJournal,
+        settings_store: SettingsStore,
+        authorizer: Authorizer,
+        clock: Clock,
+        request_restart: Callable[[ResetKind], None],
+        availability: dict[int, bool] | None = None,
+    ) -> None:
+        self.controllers = controllers
+        self.journal = journal
+        self.authorizer = authorizer
+        self._settings_store = settings_store
+        self._clock = clock
+        self._request_restart = request_restart
+        # requested availability per EVSE id, 0 = the whole station (persisted)
+        self._operative = {0: True, **{i: True for i in controllers}, **(availability or {})}
+        self._listeners: list[StatusListener] = []
+        self._tx_listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------ status
+
+    def subscribe_status(self, listener: StatusListener) -> Callable[[], None]:
+        """Receive every status change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def subscribe_tx_messages(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Be told when a transaction message was queued; returns an unsubscriber."""
+        self._tx_listeners.append(listener)
+        return lambda: self._tx_listeners.remove(listener)
+
+    def publish(self, event: EvseStatusChanged) -> None:
+        """Fan a status change out to the listeners (controllers call this)."""
+        for listener in list(self._listeners):
+            listener(event)
+
+    def tx_message_queued(self) -> None:
+        for listener in list(self._tx_listeners):
+            listener()
+
+    def station_status(self) -> EvseStatusChanged:
+        """Connector 0: only Available, Unavailable or Faulted (OCPP 1.6 4.9)."""
+        status = ConnectorStatus.AVAILABLE if self._operative[0] else ConnectorStatus.UNAVAILABLE
+        return EvseStatusChanged(0, status, None, None, self._clock.iso_now())
+
+    def all_statuses(self) -> list[EvseStatusChanged]:
+        """Connector 0 and every EVSE's current status."""
+        out = [self.station_status()]
+        out.extend(c.status for c in self.controllers.values() if c.status is not None)
+        return out
+
+    # ------------------------------------------------------- power loss
+
+    async def recover_interrupted(self) -> list[TxRecord]:
+        """End transactions left running by a crash or power cut (reason PowerLoss).
+
+        Must run before the controllers start. The stop carries the last meter
+        value and time that were made durable before the cut.
+        """
+        ended = []
+        for tx in await self.journal.running():
+            stop_wh = tx.last_meter_wh if tx.last_meter_wh is not None else tx.meter_start_wh
+            when = tx.last_meter_time or tx.start_time
+            ended.append(
+                await self.journal.end(
+                    tx.tx_id, reason=StopReason.POWER_LOSS, meter_stop_wh=stop_wh, timestamp=when
+                )
+            )
+            log.warning("transaction %s interrupted: stopped with PowerLoss", tx.tx_id)
+        return ended
+
+    # --------------------------------------------------------- commands
+
+    def controller(self, evse_id: int) -> EvseController | None:
+        return self.controllers.get(evse_id)
+
+    def remote_start(
+        self, evse_id: int | None, id_tag: str, *, authorize: bool, remote_start_id: int | None
+    ) -> bool:
+        """Start a session for ``id_tag``; False when it cannot start now.
+
+        ``evse_id`` None picks the first EVSE that can start (plugged first).
+        """
+        candidates = (
+            ([self.controllers[evse_id]] if evse_id in self.controllers else [])
+            if evse_id is not None
+            else self._start_candidates()
+        )
+        for ctl in candidates:
+            if self._can_start(ctl):
+                ctl.post(charger.RemoteStartRequested(id_tag, authorize, remote_start_id))
+                return True
+        return False
+
+    def _start_candidates(self) -> list[EvseController]:
+        ctls = list(self.controllers.values())
+        return sorted(ctls, key=lambda c: not c.state.plugged)
+
+    def _can_start(self, ctl: EvseController) -> bool:
+        s = ctl.state
+        return (
+            s.operative
+            and not s.faulted
+            and not s.tx_active
+            and s.pending_auth is None
+            and s.authorized_id is None
+        )
+
+    def remote_stop(self, tx_id: str) -> bool:
+        """Stop the transaction with journal id ``tx_id``; False when none runs."""
+        return self.stop_transaction(tx_id, StopReason.REMOTE)
+
+    def stop_transaction(self, tx_id: str, reason: StopReason) -> bool:
+        for ctl in self.controllers.values():
+            if ctl.transaction is not None and ctl.transaction.tx_id == tx_id:
+                ctl.post(charger.StopRequested(reason))
+                return True
+        return False
+
+    def running_transactions(self) -> list[TxRecord]:
+        return [c.transaction for c in self.controllers.values() if c.transaction is not None]
+
+    async def change_availability(self, evse_id: int, operative: bool) -> AvailabilityResult:
+        """Set an EVSE (or with 0 the whole station) operative or not; persisted.
+
+        Returns Scheduled when a transaction runs on an affected EVSE: the change
+        takes effect when it ends (OCPP 1.6 5.2).
+        """
+        if evse_id != 0 and evse_id not in self.controllers:
+            return AvailabilityResult.REJECTED
+        await self._settings_store.set(AVAILABILITY_KEY.format(evse_id), operative)
+        self._operative[evse_id] = operative
+        if evse_id == 0:
+            self.publish(self.station_status())
+        affected = self.controllers.values() if evse_id == 0 else [self.controllers[evse_id]]
+        busy = False
+        for ctl in affected:
+            ctl.post(charger.AvailabilityChanged(self.effective_operative(ctl.evse_id)))
+            busy = busy or ctl.transaction is not None
+        return AvailabilityResult.SCHEDULED if busy else AvailabilityResult.ACCEPTED
+
+    def effective_operative(self, evse_id: int) -> bool:
+        """An EVSE is operative when it and the whole station are."""
+        return self._operative[0] and self._operative.get(evse_id, True)
+
+    async def reset(self, kind: ResetKind) -> None:
+        """Stop every transaction with SoftReset/HardReset, then request a restart."""
+        reason = StopReason.SOFT_RESET if kind == ResetKind.SOFT else StopReason.HARD_RESET
+        for ctl in self.controllers.values():
+            if ctl.transaction is not None:
+                ctl.post(charger.StopRequested(reason))
+        # the stops are journalled before the restart
+        await asyncio.gather(*(c.wait_no_transaction() for c in self.controllers.values()))
+        log.warning("%s reset: restarting", kind)
+        self._request_restart(kind)
+
+    async def unlock(self, evse_id: int) -> UnlockResult:
+        """Stop a running transaction (UnlockCommand) and release the connector."""
+        ctl = self.controllers.get(evse_id)
+        if ctl is None:
+            return UnlockResult.UNLOCK_FAILED
+        if ctl.transaction is not None:
+            ctl.post(charger.StopRequested(StopReason.UNLOCK_COMMAND))
+        return UnlockResult.NOT_SUPPORTED  # no connector lock on the supported boards yet
+
+    async def clear_cache(self) -> None:
+        await self.authorizer.clear_cache()
