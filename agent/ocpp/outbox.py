@@ -7,12 +7,20 @@ retried after ``retry_interval_s * attempts_so_far`` and dropped after
 ``transaction_message_attempts`` attempts. A dead link is not an attempt: the
 exception ends the session, the message stays at the head of the queue, and the
 next session starts with it. Messages are never reordered.
+
+Throughput: messages are read from the journal in batches, and the
+acknowledgement of a delivered MeterValues/StopTransaction commits on the DB
+thread while the next message is already on the wire. So after a power cut at
+most the one message whose acknowledgement was still committing is sent again
+(at-least-once, like any message whose answer was lost with the link). A start
+is acknowledged before anything else is sent: later messages need its CSMS id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,8 +31,12 @@ from agent.transactions.journal import QueuedTxMessage, TransactionJournal
 log = logging.getLogger(__name__)
 
 
+PREFETCH = 64  # messages read from the journal per DB round trip
+
+
 class Outcome(StrEnum):
-    DONE = "done"  # delivered and acknowledged in the journal by the sender
+    DONE = "done"  # delivered; the loop acknowledges it in the journal
+    STARTED = "started"  # a start delivered and already acknowledged by the sender
     REFUSED = "refused"  # CALLERROR: counts as a failed attempt
     UNADDRESSABLE = "unaddressable"  # can never be sent (its transaction has no CSMS id)
 
@@ -37,6 +49,10 @@ class SendOutcome:
     @staticmethod
     def done() -> SendOutcome:
         return SendOutcome(Outcome.DONE)
+
+    @staticmethod
+    def started() -> SendOutcome:
+        return SendOutcome(Outcome.STARTED)
 
     @staticmethod
     def refused(detail: str) -> SendOutcome:
@@ -66,22 +82,44 @@ class OutboxDelivery:
 
     async def run(self, send: Sender) -> None:
         """Deliver until cancelled or until ``send`` raises (link gone)."""
-        while True:
-            self._wake.clear()
-            msg = await self._journal.next_message()
-            if msg is None:
-                await self._wake.wait()
-                continue
-            result = await send(msg)
-            if result.outcome == Outcome.DONE:
-                self.delivered += 1
-                continue
-            if result.outcome == Outcome.UNADDRESSABLE:
-                log.error("dropping %s of %s: %s", msg.kind, msg.tx_id, result.detail)
-                await self._journal.drop(msg.seq)
-                self.dropped += 1
-                continue
-            await self._failed_attempt(msg, result.detail)
+        batch: deque[QueuedTxMessage] = deque()
+        ack: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if not batch:
+                    if ack is not None:
+                        await ack  # acknowledged rows must not be read again
+                        ack = None
+                    self._wake.clear()
+                    batch.extend(await self._journal.next_messages(PREFETCH))
+                    if not batch:
+                        await self._wake.wait()
+                        continue
+                msg = batch.popleft()
+                result = await send(msg)
+                if result.outcome == Outcome.DONE:
+                    if ack is not None:
+                        await ack  # at most one acknowledgement in flight
+                    ack = asyncio.create_task(self._journal.acknowledge(msg.seq))
+                    self.delivered += 1
+                    continue
+                # Every other outcome changes rows that the batch holds copies of.
+                batch.clear()
+                if ack is not None:
+                    await ack
+                    ack = None
+                if result.outcome == Outcome.STARTED:
+                    self.delivered += 1
+                elif result.outcome == Outcome.UNADDRESSABLE:
+                    log.error("dropping %s of %s: %s", msg.kind, msg.tx_id, result.detail)
+                    await self._journal.drop(msg.seq)
+                    self.dropped += 1
+                else:
+                    await self._failed_attempt(msg, result.detail)
+        finally:
+            if ack is not None:
+                # The message was delivered: its acknowledgement must still land.
+                await asyncio.shield(ack)
 
     async def _failed_attempt(self, msg: QueuedTxMessage, detail: str) -> None:
         attempts = await self._journal.record_attempt(msg.seq)

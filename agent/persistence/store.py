@@ -100,12 +100,18 @@ class Store:
         """Path of the database file."""
         return self._path
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run ``fn(conn)`` on the database thread inside one transaction.
 
-        The transaction commits when ``fn`` returns (durably: ``synchronous=FULL``)
-        and rolls back when it raises; the exception is re-raised here. Calls run
-        one at a time in submission order. ``fn`` must not commit, begin
+        The transaction commits when ``fn`` returns and rolls back when it raises.
+        ``durable`` (the default) commits with ``synchronous=FULL``: the commit is on
+        disk when this returns. ``durable=False`` commits with ``synchronous=NORMAL``
+        (no fsync): in WAL mode that survives a crash of the process (SIGKILL) but
+        may be lost in a power cut, until the next durable commit makes it durable
+        too (the WAL is written in order). Use it only where losing the change is
+        harmless, e.g. acknowledging a delivered message (the cost is a resend).
+        The exception of a failed ``fn`` is re-raised here. Calls run one at a
+        time in submission order. ``fn`` must not commit, begin
         transactions or call ``executescript`` itself, and must not touch the
         connection after returning.
 
@@ -126,7 +132,7 @@ class Store:
         if self._closing is not None:
             raise StoreError(f"database {self._path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._in_transaction, fn)
+        return await loop.run_in_executor(self._executor, self._in_transaction, fn, durable)
 
     async def close(self) -> None:
         """Finish queued work, close the connection and stop the thread.
@@ -142,16 +148,22 @@ class Store:
         # The worker has nothing left to do: this join returns at once.
         self._executor.shutdown(wait=True)
 
-    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            result = fn(conn)
-            conn.commit()
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
         return result
 
 

@@ -358,38 +358,64 @@ class TransactionJournal:
         Raises:
             JournalError: The stored row is corrupt (unknown kind, bad payload).
         """
+        batch = await self.next_messages(1)
+        return batch[0] if batch else None
 
-        def read(conn: sqlite3.Connection) -> QueuedTxMessage | None:
-            row = conn.execute(
-                "SELECT seq, tx_id, kind, payload, attempts FROM tx_queue ORDER BY seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            seq, tx_id, kind, payload, attempts = row
-            if kind not in _KINDS:
-                raise JournalError(f"queued message {seq} has unknown kind {kind!r}")
-            try:
-                samples = tuple(sample_from_json(item) for item in json.loads(payload)["samples"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise JournalError(f"queued message {seq} has a corrupt payload: {exc}") from exc
-            return QueuedTxMessage(
-                seq=int(seq),
-                tx_id=str(tx_id),
-                kind=kind,
-                samples=samples,
-                attempts=int(attempts),
-                record=_require_record(conn, tx_id),
-            )
+    async def next_messages(self, limit: int) -> list[QueuedTxMessage]:
+        """Up to ``limit`` oldest undelivered messages, in ``seq`` order (one DB trip).
+
+        Each carries its transaction row as it is now; a caller that prefetches
+        must re-read after acknowledging a start (the CSMS id changes the rows).
+
+        Raises:
+            JournalError: A stored row is corrupt (unknown kind, bad payload).
+        """
+
+        def read(conn: sqlite3.Connection) -> list[QueuedTxMessage]:
+            rows = conn.execute(
+                "SELECT seq, tx_id, kind, payload, attempts FROM tx_queue ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            records: dict[str, TxRecord] = {}
+            out = []
+            for seq, tx_id, kind, payload, attempts in rows:
+                if kind not in _KINDS:
+                    raise JournalError(f"queued message {seq} has unknown kind {kind!r}")
+                try:
+                    samples = tuple(
+                        sample_from_json(item) for item in json.loads(payload)["samples"]
+                    )
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise JournalError(
+                        f"queued message {seq} has a corrupt payload: {exc}"
+                    ) from exc
+                if tx_id not in records:
+                    records[tx_id] = _require_record(conn, tx_id)
+                out.append(
+                    QueuedTxMessage(
+                        seq=int(seq),
+                        tx_id=str(tx_id),
+                        kind=kind,
+                        samples=samples,
+                        attempts=int(attempts),
+                        record=records[tx_id],
+                    )
+                )
+            return out
 
         return await self._store.run(read)
 
     async def acknowledge(self, seq: int) -> None:
         """The message ``seq`` was delivered: remove it from the queue.
 
+        Not fsynced (``Store.run(durable=False)``): it survives a process crash;
+        after a power cut it may be undone, and the message is sent once more.
+        Every later durable commit (any queued message) makes it durable too.
+
         Raises:
             JournalError: No queued message ``seq``.
         """
-        await self._store.run(lambda conn: _delete_message(conn, seq))
+        await self._store.run(lambda conn: _delete_message(conn, seq), durable=False)
 
     async def acknowledge_start(self, seq: int, csms_tx_id: int, id_tag_status: str) -> None:
         """The ``start`` message ``seq`` was answered: store the id and dequeue it.

@@ -429,7 +429,7 @@ class _Session:
             await journal.acknowledge_start(msg.seq, int(result.transaction_id), info.status.value)
             await self.adapter.authorizer.remember(rec.id_tag, info)
             self._check_deauthorized(rec.tx_id, info.status)
-            return SendOutcome.done()
+            return SendOutcome.started()
         if rec.csms_tx_id is None:
             return SendOutcome.unaddressable("its StartTransaction was never accepted")
         try:
@@ -459,8 +459,7 @@ class _Session:
                     )
         except OCPPError as e:
             return SendOutcome.refused(str(e))
-        await journal.acknowledge(msg.seq)
-        return SendOutcome.done()
+        return SendOutcome.done()  # the outbox acknowledges it
 
     def _check_deauthorized(self, tx_id: str, status: AuthorizationStatus) -> None:
         # 1.6 3.5.4: an offline-started transaction whose id the CSMS rejects
