@@ -45,6 +45,7 @@ from agent.sd_notify import notify, watchdog_interval_s
 from agent.settings import Settings
 from agent.station import AVAILABILITY_KEY, ResetKind, Station
 from agent.transactions.journal import TransactionJournal
+from hal.gpio.pins import make_pin_factory
 from hal.registry import BackendContext, Registry, default_registry
 from hal.sim.rig import SimEvseRig
 
@@ -216,7 +217,10 @@ class App:
                     raise error or RuntimeError(f"{task.get_name()} ended unexpectedly")
             return self._exit
         finally:
-            notify("STOPPING=1")
+            if self._exit != ExitReason.RESET:
+                # Not on Reset: the process re-executes itself with the same PID and
+                # says READY=1 again; STOPPING=1 would make systemd kill it.
+                notify("STOPPING=1")
             # controllers first: they open the contactors
             for task in reversed(tasks):
                 task.cancel()
@@ -255,7 +259,7 @@ class App:
                 }[role]
             spec = self.registry.get(role, backend.backend)
             options: Any = parse_dataclass(spec.options, dict(backend.options), f"evse.{role}")
-            return spec.factory(options, BackendContext(pin_factory=self._real_pin_factory))
+            return spec.factory(options, BackendContext(pin_factory=self._pin_factory()))
 
         hardware = EvseHardware(
             meter=build("meter", evse_cfg.meter),
@@ -265,11 +269,16 @@ class App:
         )
         return _EvseParts(hardware, rig)
 
+    def _pin_factory(self) -> Any:
+        """The board's GPIO pin factory, made on first use (boards without GPIO
+        backends never load a GPIO library)."""
+        if self._real_pin_factory is None:
+            self._real_pin_factory = make_pin_factory()
+        return self._real_pin_factory
+
     async def _start_rig(self, evse_cfg: EvseConfig) -> SimEvseRig:
         if self._sim_pin_factory is None:
-            from gpiozero.pins.mock import MockFactory
-
-            self._sim_pin_factory = MockFactory()
+            self._sim_pin_factory = make_pin_factory("mock")
         sim = self.config.sim
         rig = SimEvseRig(
             evse_id=evse_cfg.id,

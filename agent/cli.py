@@ -22,6 +22,7 @@ from agent.config import (
     ConfigError,
     load_config,
     parse_config,
+    read_toml,
     sim_defaults,
 )
 from agent.console.sim_control import send_command, socket_path
@@ -69,15 +70,9 @@ def resolve_run_config(args: argparse.Namespace) -> AgentConfig:
         ConfigError: invalid file, or no file without ``--sim``.
     """
     validate = backend_validator(default_registry())
+    data: dict[str, Any]
     if args.config is not None:
-        import tomllib
-
-        try:
-            data: dict[str, Any] = tomllib.loads(args.config.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"{args.config}: cannot read ({e.strerror})") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{args.config}: TOML syntax error: {e}") from None
+        data = read_toml(args.config)
     elif args.sim:
         data = sim_defaults(
             args.data_dir or default_sim_data_dir(),

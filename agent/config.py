@@ -17,6 +17,7 @@ Layout (see ``deploy/agent.toml.example`` for an annotated file)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -163,7 +164,16 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
-        return _convert(args[0], value, path)
+        problems = []
+        for arg in args:  # e.g. int | str pins: 17 or "GPIO17"
+            try:
+                return _convert(arg, value, path)
+            except ConfigError as e:
+                problems.append(e)
+        if len(problems) == 1:
+            raise problems[0]
+        names = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"{path}: expected {names}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{path}: must be one of {', '.join(map(str, get_args(tp)))}")
@@ -179,6 +189,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -222,7 +234,8 @@ def parse_dataclass(cls: type[T], table: Any, path: str) -> T:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    shown = key if key.replace("_", "").replace("-", "").isalnum() else repr(key)
+    return f"{path}.{shown}" if path else shown
 
 
 def _backend(table: Any, role: str, path: str, validate: BackendValidator | None) -> BackendConfig:
@@ -351,15 +364,25 @@ def load_config(path: Path, validate: BackendValidator | None = None) -> AgentCo
     Raises:
         ConfigError: unreadable file, TOML syntax error or invalid content.
     """
+    return parse_config(read_toml(path), validate)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file.
+
+    Raises:
+        ConfigError: unreadable, not UTF-8, or a TOML syntax error (one line).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: TOML syntax error: {e}") from None
-    return parse_config(data, validate)
 
 
 def sim_defaults(

@@ -7,12 +7,14 @@ read-only value computed from the station. Values travel as strings: booleans
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.settings import SettingError, Settings, SettingValue, definition
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
 FEATURE_PROFILES = ("Core",)
@@ -109,7 +111,7 @@ def decode(setting: str, text: str) -> SettingValue:
         return d.coerce(lowered == "true")
     if isinstance(d.default, int):
         stripped = text.strip()
-        if not stripped.lstrip("-").isdigit():
+        if not _INTEGER.fullmatch(stripped):  # ASCII digits only: "²" or "٣" are not 2 or 3
             raise SettingError(f"{setting}: expected an integer")
         return d.coerce(int(stripped))
     if isinstance(d.default, tuple):

@@ -6,6 +6,7 @@ the adapter wraps these dicts into the library's payload classes.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from agent.events import (
@@ -92,8 +93,11 @@ def meter_value(sample: MeterSample) -> dict[str, Any]:
 
 
 def _number(value: float) -> str:
-    # OCPP 1.6 sends values as strings; integers without a trailing ".0"
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    """A value as OCPP 1.6 sends it: a decimal string, all digits kept, no exponent,
+    integers without a trailing ".0"."""
+    if float(value).is_integer():
+        return str(int(value))
+    return format(Decimal(repr(float(value))), "f")
 
 
 def stop_reason(reason: StopReason) -> str:
