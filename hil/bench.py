@@ -1,0 +1,415 @@
+"""``python -m hil.bench``: latency, footprint and throughput of the agent.
+
+Prints one JSON object on stdout (progress goes to stderr). Timings are
+percentiles or ratios from one run, so a shared machine skews them less than
+absolute numbers; nothing here is asserted in the test suite.
+
+Keys:
+    safety_open_ms_p50 / _p99: the EV leaves C (to B, or to A every 10th trial)
+        until the contactor coil pin is off; 200 trials.
+    remote_start_to_contactor_ms_p50: RemoteStartTransaction sent by the CSMS with
+        the EV waiting in B until the coil is on.
+    boot_to_boot_notification_ms: ``python -m agent run --sim`` spawned until the
+        CSMS received BootNotification.
+    rss_mb: that agent process after 60 s with a session running, 1 s sampling.
+    cpu_pct_idle / cpu_pct_charging: its CPU use (percent of one core) while
+        connected and idle, and while charging.
+    outbox_replay_msgs_per_s: 10,000 queued MeterValues replayed after reconnect.
+    roundtrip_floor_msgs_per_s: a bare ``ocpp`` ChargePoint sending the same
+        messages to the same emulator in the same run.
+    replay_ratio: replay / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16 import ChargePoint, call
+from websockets.asyncio.client import connect
+
+from agent.app import App
+from agent.config import parse_config, sim_defaults
+from agent.console.sim_control import send_command, socket_path
+from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
+from agent.persistence.store import Store
+from agent.transactions.journal import TransactionJournal
+from hil.csms import CP_TO_CSMS, CsmsEmulator
+
+SAFETY_TRIALS = 200
+REMOTE_START_TRIALS = 30
+REPLAY_MESSAGES = 10_000
+WARMUP_MESSAGES = 2_000
+RSS_WINDOW_S = 60.0
+IDLE_WINDOW_S = 10.0
+STEP_TIMEOUT_S = 20.0
+
+
+def progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = STEP_TIMEOUT_S) -> float:
+    """Spin the loop until ``predicate()``; returns perf_counter() when it held.
+
+    Yields to the event loop on every check, so the agent runs in between and the
+    resolution is one loop iteration (microseconds), not a sleep period.
+    """
+    deadline = time.perf_counter() + timeout_s
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0)
+    return time.perf_counter()
+
+
+async def in_process_agent(
+    csms: CsmsEmulator, tmp: Path, body: Callable[[App], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    data = sim_defaults(tmp, csms.url, "BENCH-CP")
+    data["ocpp"] = {"meter_value_sample_interval_s": 0}
+    app = App(parse_config(data))
+    runner = asyncio.create_task(app.run())
+    try:
+        await asyncio.wait_for(app.started.wait(), STEP_TIMEOUT_S)
+        await csms.wait_for("BootNotification", timeout_s=STEP_TIMEOUT_S)
+        return await body(app)
+    finally:
+        app.stop()
+        await runner
+
+
+async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+    async def body(app: App) -> dict[str, Any]:
+        rig = app.rigs[1]
+        ctl = app.station.controllers[1] if app.station else None
+        assert ctl is not None
+        rig.apply("plug")
+        rig.apply("swipe", "BENCH")
+        await until(rig.coil_is_on)
+        opens_ms: list[float] = []
+        for trial in range(SAFETY_TRIALS):
+            to_a = trial % 10 == 9
+            t0 = time.perf_counter()
+            rig.apply("unplug" if to_a else "pause")
+            opens_ms.append((await until(lambda: not rig.coil_is_on()) - t0) * 1000)
+            if to_a:
+                await until(lambda: ctl.transaction is None)
+                rig.apply("plug")
+                rig.apply("swipe", "BENCH")
+            else:
+                rig.apply("resume")
+            await until(rig.coil_is_on)
+        progress(f"safety: {SAFETY_TRIALS} trials")
+
+        # remote start: EV waiting in B with no transaction
+        start_ms: list[float] = []
+        for _ in range(REMOTE_START_TRIALS):
+            tx = ctl.transaction
+            assert tx is not None
+            rig.apply("swipe", tx.id_tag)  # local stop: the EV stays plugged and goes to B
+            await until(lambda: ctl.transaction is None and not rig.coil_is_on())
+            t0 = time.perf_counter()
+            await csms.call(
+                "BENCH-CP", call.RemoteStartTransaction(id_tag="REMOTE", connector_id=1)
+            )
+            start_ms.append((await until(rig.coil_is_on) - t0) * 1000)
+        progress(f"remote start: {REMOTE_START_TRIALS} trials")
+        return {
+            "safety_open_ms_p50": round(percentile(opens_ms, 50), 3),
+            "safety_open_ms_p99": round(percentile(opens_ms, 99), 3),
+            "remote_start_to_contactor_ms_p50": round(percentile(start_ms, 50), 3),
+        }
+
+    return await in_process_agent(csms, tmp, body)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def _cpu_pct(pid: int, window_s: float) -> float:
+    cpu0, t0 = _proc_cpu_s(pid), time.monotonic()
+    await asyncio.sleep(window_s)
+    return (_proc_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
+
+
+def _write_config(path: Path, cp_id: str, data_dir: Path, url: str, sample_interval_s: int) -> Path:
+    path.write_text(
+        f'[station]\ncharge_point_id = "{cp_id}"\ndata_dir = "{data_dir}"\n'
+        f'[csms]\nurl = "{url}"\n'
+        f"[ocpp]\nmeter_value_sample_interval_s = {sample_interval_s}\n"
+        '[[evse]]\nid = 1\nmeter = { backend = "sim" }\ncontactor = { backend = "sim" }\n'
+        'pilot = { backend = "sim" }\ntoken_reader = { backend = "sim" }\n'
+    )
+    return path
+
+
+class _agent_process:
+    """``python -m agent run --config F`` as a child process, terminated on exit."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self._config = config
+        self._log_path = log_path
+        self.started_s = 0.0
+
+    async def __aenter__(self) -> asyncio.subprocess.Process:
+        env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+        self._log = self._log_path.open("w")
+        self.started_s = time.monotonic()
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--config",
+            str(self._config),
+            "--log-level",
+            "WARNING",
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        return self._proc
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc.returncode is None:
+            self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), 10)
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+        self._log.close()
+
+
+async def bench_process(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+    """Boot time, CPU and RSS of a real agent process."""
+    config = _write_config(tmp / "agent.toml", "BENCH-PROC", tmp / "data", csms.url, 1)
+    child = _agent_process(config, tmp / "agent.log")
+    async with child as proc:
+        boot = await csms.wait_for("BootNotification", cp_id="BENCH-PROC", timeout_s=30)
+        boot_ms = (boot.monotonic_s - child.started_s) * 1000
+        await csms.wait_for("StatusNotification", cp_id="BENCH-PROC", count=2, timeout_s=30)
+        idle = await _cpu_pct(proc.pid, IDLE_WINDOW_S)
+        sock = socket_path(tmp / "data")
+        await send_command(sock, 1, "plug", None)
+        await send_command(sock, 1, "swipe", "BENCH")
+        await csms.wait_for("StartTransaction", cp_id="BENCH-PROC", timeout_s=30)
+        charging = await _cpu_pct(proc.pid, RSS_WINDOW_S)
+        rss = _proc_rss_mb(proc.pid)
+        sampled = len(csms.calls("MeterValues", cp_id="BENCH-PROC"))
+        progress(f"process: {sampled} MeterValues in the charging window")
+    return {
+        "boot_to_boot_notification_ms": round(boot_ms, 1),
+        "rss_mb": round(rss, 1),
+        "cpu_pct_idle": round(idle, 2),
+        "cpu_pct_charging": round(charging, 2),
+    }
+
+
+def _sample(i: int) -> MeterSample:
+    return MeterSample(
+        timestamp=f"2026-01-01T00:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 10}00Z",
+        context=ReadingContext.SAMPLE_PERIODIC,
+        values=(SampledValue("Energy.Active.Import.Register", 1000 + i, "Wh"),),
+    )
+
+
+async def _queue_meter_values(data_dir: Path, count: int) -> None:
+    store = await Store.open(data_dir)
+    try:
+        journal = TransactionJournal(store)
+        tx = await journal.begin(
+            evse_id=1,
+            connector_id=1,
+            id_tag="REPLAY",
+            meter_start_wh=1000,
+            timestamp="2026-01-01T00:00:00.000Z",
+        )
+        start = await journal.next_message()
+        assert start is not None
+        await journal.acknowledge_start(start.seq, 42, "Accepted")
+        for i in range(count):
+            await journal.record_meter(tx.tx_id, _sample(i), 1000 + i)
+        await journal.end(
+            tx.tx_id,
+            reason=StopReason.LOCAL,
+            meter_stop_wh=1000 + count,
+            timestamp="2026-01-01T03:00:00.000Z",
+        )
+    finally:
+        await store.close()
+
+
+class _Counter:
+    """Counts MeterValues from one charger through the emulator's message hook
+    (O(1) per message, unlike scanning ``received``) and when each arrived."""
+
+    def __init__(self, cp_id: str, target: int) -> None:
+        self.cp_id = cp_id
+        self.target = target
+        self.count = 0
+        self.times_s: list[float] = []
+        self.done = asyncio.Event()
+
+    def hook(self, direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
+        del payload
+        if direction != CP_TO_CSMS or cp_id != self.cp_id or action != "MeterValues":
+            return
+        self.count += 1
+        self.times_s.append(time.monotonic())
+        if self.count == self.target:
+            self.done.set()
+
+    def rate_per_s(self, skip: int = 0) -> float:
+        times = self.times_s[skip:]
+        return (len(times) - 1) / (times[-1] - times[0])
+
+
+async def bench_replay(tmp: Path) -> dict[str, Any]:
+    """Replay of queued MeterValues by an agent process vs. a bare ``ocpp`` client process.
+
+    Both run as separate processes against the same emulator in this process,
+    and both rates are measured the same way: first to last MeterValues received.
+    """
+    data_dir = tmp / "replay"
+    await _queue_meter_values(data_dir, REPLAY_MESSAGES)
+    progress(f"replay: {REPLAY_MESSAGES} MeterValues queued")
+    replay_counter = _Counter("REPLAY-CP", REPLAY_MESSAGES)
+    floor_counter = _Counter("FLOOR-CP", REPLAY_MESSAGES + WARMUP_MESSAGES)
+
+    def hook(direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
+        replay_counter.hook(direction, cp_id, action, payload)
+        floor_counter.hook(direction, cp_id, action, payload)
+
+    async with CsmsEmulator(heartbeat_interval_s=300, on_message=hook) as csms:
+        config = _write_config(tmp / "replay.toml", "REPLAY-CP", data_dir, csms.url, 0)
+        async with _agent_process(config, tmp / "replay.log"):
+            await asyncio.wait_for(replay_counter.done.wait(), 600)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hil.bench",
+            "--floor-worker",
+            csms.url,
+            "--count",
+            str(REPLAY_MESSAGES + WARMUP_MESSAGES),
+        )
+        await asyncio.wait_for(floor_counter.done.wait(), 600)
+        await worker.wait()
+    replay = replay_counter.rate_per_s()
+    # the floor's first WARMUP_MESSAGES only warm its caches: time the rest
+    floor = floor_counter.rate_per_s(skip=WARMUP_MESSAGES)
+    return {
+        "outbox_replay_msgs_per_s": round(replay, 1),
+        "roundtrip_floor_msgs_per_s": round(floor, 1),
+        "replay_ratio": round(replay / floor, 3),
+    }
+
+
+async def _bare_floor(url: str, count: int) -> float:
+    """The same MeterValues from a bare ``ocpp`` ChargePoint, one call at a time."""
+    async with connect(f"{url}/FLOOR-CP", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        cp = ChargePoint("FLOOR-CP", ws)
+        receiver = asyncio.create_task(cp.start())
+        try:
+            t0 = time.monotonic()
+            for i in range(count):
+                sample = _sample(i)
+                await cp.call(
+                    call.MeterValues(
+                        connector_id=1,
+                        transaction_id=42,
+                        meter_value=[
+                            {
+                                "timestamp": sample.timestamp,
+                                "sampled_value": [
+                                    {
+                                        "value": str(int(sample.values[0].value)),
+                                        "context": "Sample.Periodic",
+                                        "measurand": "Energy.Active.Import.Register",
+                                        "location": "Outlet",
+                                        "unit": "Wh",
+                                    }
+                                ],
+                            }
+                        ],
+                    )
+                )
+            return count / (time.monotonic() - t0)
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+
+async def run_bench(parts: set[str]) -> dict[str, Any]:
+    logging.basicConfig(level=logging.ERROR)
+    import ocpp.messages
+
+    ocpp.messages.ASYNC_VALIDATION = False  # the agent validates inline too: same footing
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="evse-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        async with CsmsEmulator(heartbeat_interval_s=300) as csms:
+            if "latency" in parts:
+                results.update(await bench_safety_and_remote_start(csms, tmp / "latency"))
+            if "process" in parts:
+                results.update(await bench_process(csms, tmp))
+        if "replay" in parts:
+            results.update(await bench_replay(tmp))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hil.bench", description=__doc__)
+    parser.add_argument("--floor-worker", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=REPLAY_MESSAGES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["latency", "process", "replay"],
+        help="run only these parts (default: all)",
+    )
+    args = parser.parse_args(argv)
+    if args.floor_worker:  # child process of bench_replay: the bare ocpp client
+        import ocpp.messages
+
+        ocpp.messages.ASYNC_VALIDATION = False  # as the agent does
+        asyncio.run(_bare_floor(args.floor_worker, args.count))
+        return 0
+    parts = set(args.only or ["latency", "process", "replay"])
+    results = asyncio.run(run_bench(parts))
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

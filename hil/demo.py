@@ -1,0 +1,180 @@
+"""``evse-agent demo``: the whole station on simulated hardware against a local CSMS.
+
+Starts the CSMS emulator (a real WebSocket server on 127.0.0.1) and the agent
+with simulated hardware (a Modbus TCP meter server, gpiozero mock pins, a
+simulated EV), then plays one session: boot, plug in, swipe a token, charge with
+energy rising, a remote stop from the CSMS, unplug. Prints a timeline of hardware
+and OCPP events and a summary; exits 0 when the CSMS saw the whole story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16 import call
+
+from agent.app import App
+from agent.config import parse_config, sim_defaults
+from agent.events import ConnectorStatus, EvseStatusChanged
+from hil.csms import CP_TO_CSMS, CsmsEmulator, ReceivedCall
+
+CHARGE_POINT_ID = "DEMO-CP-1"
+TOKEN = "DEMO-TOKEN-1"
+METER_VALUES_TO_WATCH = 4
+STEP_TIMEOUT_S = 20.0
+
+
+class Timeline:
+    """Prints events with the time since the demo started."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._t0 = time.monotonic()
+        self._quiet = quiet
+
+    def say(self, source: str, text: str) -> None:
+        if not self._quiet:
+            print(f"+{time.monotonic() - self._t0:6.2f}s  {source:<8} {text}", flush=True)
+
+
+def _describe(action: str, payload: dict[str, Any]) -> str | None:
+    """One line per OCPP message the CSMS received (None: not worth a line)."""
+    match action:
+        case "BootNotification":
+            return (
+                f"BootNotification {payload.get('chargePointVendor')} "
+                f"{payload.get('chargePointModel')} fw {payload.get('firmwareVersion')}"
+            )
+        case "StatusNotification":
+            error = payload.get("errorCode")
+            extra = f" ({error})" if error != "NoError" else ""
+            return (
+                f"StatusNotification connector {payload['connectorId']}: {payload['status']}{extra}"
+            )
+        case "Authorize":
+            return f"Authorize {payload['idTag']}"
+        case "StartTransaction":
+            return f"StartTransaction {payload['idTag']} meterStart={payload['meterStart']} Wh"
+        case "MeterValues":
+            values: dict[str, list[str]] = {}
+            for mv in payload["meterValue"]:
+                for v in mv["sampledValue"]:
+                    name = str(v.get("measurand", "")).split(".")[0]
+                    values.setdefault(name, []).append(str(v["value"]))
+            units = {"Energy": "Wh", "Power": "W", "Current": "A", "Voltage": "V"}
+            return f"MeterValues tx {payload.get('transactionId')}: " + ", ".join(
+                f"{k}={'/'.join(v)} {units.get(k, '')}".strip() for k, v in values.items()
+            )
+        case "StopTransaction":
+            return (
+                f"StopTransaction tx {payload['transactionId']} meterStop={payload['meterStop']} "
+                f"Wh reason={payload.get('reason', 'Local')}"
+            )
+        case "Heartbeat":
+            return "Heartbeat"
+    return action
+
+
+async def run_demo(*, quiet: bool = False) -> int:
+    """Run the scripted session; returns the process exit code."""
+    logging.basicConfig(level=logging.ERROR)
+    timeline = Timeline(quiet)
+
+    def on_message(direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
+        if direction == CP_TO_CSMS:
+            line = _describe(action, payload)
+            if line:
+                timeline.say("charger>", line)
+        else:
+            timeline.say("csms>", f"{action} {payload}")
+
+    with tempfile.TemporaryDirectory(prefix="evse-agent-demo-") as tmp:
+        async with CsmsEmulator(heartbeat_interval_s=300, on_message=on_message) as csms:
+            data = sim_defaults(Path(tmp), csms.url, CHARGE_POINT_ID)
+            data["ocpp"] = {
+                "meter_value_sample_interval_s": 1,
+                "meter_values_sampled_data": [
+                    "Energy.Active.Import.Register",
+                    "Power.Active.Import",
+                    "Current.Import",
+                ],
+                "stop_txn_sampled_data": ["Energy.Active.Import.Register"],
+            }
+            app = App(parse_config(data))
+            runner = asyncio.create_task(app.run())
+            try:
+                return await _script(app, csms, timeline)
+            finally:
+                app.stop()
+                await runner
+
+
+async def _script(app: App, csms: CsmsEmulator, timeline: Timeline) -> int:
+    started_s = time.monotonic()
+    await asyncio.wait_for(app.started.wait(), STEP_TIMEOUT_S)
+    assert app.station is not None
+    rig = app.rigs[1]
+
+    def on_status(event: EvseStatusChanged) -> None:
+        if event.evse_id == 0:
+            return
+        coil = "on" if rig.coil_is_on() else "off"
+        pilot = rig.pilot.output
+        duty = f"PWM {pilot.duty_pct:.1f} %" if pilot.mode == "pwm" else pilot.mode.value
+        timeline.say("evse", f"EVSE 1 {event.status}: contactor {coil}, pilot {duty}")
+
+    app.station.subscribe_status(on_status)
+    await csms.wait_for("BootNotification", timeout_s=STEP_TIMEOUT_S)
+    await _until_status(csms, ConnectorStatus.AVAILABLE)
+
+    timeline.say("ev", "the EV is plugged in (CP A -> B)")
+    app.apply_sim(1, "plug", None)
+    await _until_status(csms, ConnectorStatus.PREPARING)
+
+    timeline.say("driver", f"swipes card {TOKEN}")
+    app.apply_sim(1, "swipe", TOKEN)
+    start = await csms.wait_for("StartTransaction", timeout_s=STEP_TIMEOUT_S)
+    await _until_status(csms, ConnectorStatus.CHARGING)
+    await csms.wait_for("MeterValues", count=METER_VALUES_TO_WATCH, timeout_s=STEP_TIMEOUT_S)
+
+    tx_id = next(iter(csms.transactions))
+    timeline.say("csms", f"sends RemoteStopTransaction({tx_id})")
+    answer = await csms.call(CHARGE_POINT_ID, call.RemoteStopTransaction(transaction_id=tx_id))
+    timeline.say("csms", f"RemoteStopTransaction answered {answer.status}")
+    stop = await csms.wait_for("StopTransaction", timeout_s=STEP_TIMEOUT_S)
+    await _until_status(csms, ConnectorStatus.FINISHING)
+
+    timeline.say("ev", "the EV is unplugged (CP -> A)")
+    app.apply_sim(1, "unplug", None)
+    await _until_status(csms, ConnectorStatus.AVAILABLE, count=2)
+
+    return _summary(csms, start, stop, time.monotonic() - started_s)
+
+
+async def _until_status(csms: CsmsEmulator, status: ConnectorStatus, count: int = 1) -> None:
+    await csms.wait_for(
+        "StatusNotification",
+        count=count,
+        predicate=lambda c: c.payload["connectorId"] == 1 and c.payload["status"] == status,
+        timeout_s=STEP_TIMEOUT_S,
+    )
+
+
+def _summary(csms: CsmsEmulator, start: ReceivedCall, stop: ReceivedCall, wall_s: float) -> int:
+    energy_wh = int(stop.payload["meterStop"]) - int(start.payload["meterStart"])
+    session_s = stop.monotonic_s - start.monotonic_s
+    counts = Counter(c.action for c in csms.received)
+    ok = energy_wh > 0 and stop.payload.get("reason") == "Remote" and counts["MeterValues"] > 0
+    print()
+    print("Summary")
+    print(f"  energy delivered : {energy_wh} Wh")
+    print(f"  session duration : {session_s:.1f} s (demo wall time {wall_s:.1f} s)")
+    print(f"  stop reason      : {stop.payload.get('reason')}")
+    print("  messages to CSMS : " + ", ".join(f"{a} x{n}" for a, n in sorted(counts.items())))
+    print(f"  result           : {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
