@@ -36,6 +36,7 @@ from agent.config import (
     parse_dataclass,
 )
 from agent.console.sim_control import SimControlServer, socket_path
+from agent.events import EvseStatusChanged
 from agent.evse.controller import EvseController, EvseHardware
 from agent.ocpp.connection import ConnectionSupervisor
 from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
@@ -293,6 +294,28 @@ class App:
         await rig.start()
         self.rigs[evse_cfg.id] = rig
         return rig
+
+    async def wait_status(self, evse_id: int, status: str) -> None:
+        """Return once EVSE ``evse_id`` reports ``status`` (tests and scenarios)."""
+        assert self.station is not None, "the app is not running"
+        controller = self.station.controllers[evse_id]
+        reached = asyncio.Event()
+
+        def check(event: EvseStatusChanged) -> None:
+            if event.evse_id == evse_id and event.status == status:
+                reached.set()
+
+        unsubscribe = self.station.subscribe_status(check)
+        try:
+            if controller.status is not None:
+                check(controller.status)
+            await reached.wait()
+        finally:
+            unsubscribe()
+
+    def coil_is_on(self, evse_id: int) -> bool:
+        """The simulated contactor coil of ``evse_id`` (scenario checks)."""
+        return self.rigs[evse_id].coil_is_on()
 
     def apply_sim(self, evse_id: int, command: str, arg: str | None) -> str:
         """Drive a simulated EV (the sim control socket calls this)."""

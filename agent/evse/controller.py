@@ -347,17 +347,24 @@ class EvseController:
         return tx.last_meter_wh or tx.meter_start_wh
 
     async def _sample_loop(self, tx_id: str) -> None:
-        """Periodic meter values while a transaction runs (MeterValueSampleInterval)."""
-        last_persist = self._clock.monotonic()
+        """While a transaction runs: periodic meter values (MeterValueSampleInterval)
+        and, at least every ``LAST_METER_PERSIST_INTERVAL_S``, the last meter value
+        made durable, so a PowerLoss stop after a power cut is at most that stale."""
+        last_sample_s = self._clock.monotonic()
         while True:
             interval_s = self._settings.get_int("meter_value_sample_interval_s")
-            await asyncio.sleep(interval_s if interval_s > 0 else LAST_METER_PERSIST_INTERVAL_S)
+            period_s = LAST_METER_PERSIST_INTERVAL_S
+            if interval_s > 0:
+                period_s = min(period_s, interval_s - (self._clock.monotonic() - last_sample_s))
+            await asyncio.sleep(max(period_s, 0.0))
             reading = self.hw.meter.latest
             if reading is None:
                 continue
             timestamp = self._clock.iso_now()
             meter_wh = round(reading.energy_import_wh)
-            if interval_s > 0:
+            now_s = self._clock.monotonic()
+            if interval_s > 0 and now_s - last_sample_s >= interval_s - 1e-3:
+                last_sample_s = now_s
                 sample = build_sample(
                     reading,
                     self._settings.get_list("meter_values_sampled_data"),
@@ -365,11 +372,10 @@ class EvseController:
                     timestamp=timestamp,
                     offered_current_a=self._offered_a(),
                 )
-                await self._journal.record_meter(tx_id, sample, meter_wh)
+                await self._journal.record_meter(tx_id, sample, meter_wh)  # also the last value
                 self._on_tx_message()
-            elif self._clock.monotonic() - last_persist >= LAST_METER_PERSIST_INTERVAL_S:
+            else:
                 await self._journal.update_last_meter(tx_id, meter_wh, timestamp)
-            last_persist = self._clock.monotonic()
 
     def _offered_a(self) -> float:
         return self._state.limit_a if charger.offers_energy(self._state) else 0.0
