@@ -56,9 +56,16 @@ class ChargerConfig:
 
 @dataclass(frozen=True, slots=True)
 class Pilot:
-    """A pilot event from the IEC 61851 interpreter."""
+    """The pilot events of one CP sample (IEC 61851 interpreter), applied together.
 
-    event: PilotEvent
+    C -> A is "power released" and "unplugged" at once; applying them as one
+    event avoids reporting a status that never existed in between.
+    """
+
+    events: tuple[PilotEvent, ...]
+
+    def __init__(self, *events: PilotEvent) -> None:
+        object.__setattr__(self, "events", events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +277,9 @@ def step(state: ChargerState, event: Event) -> tuple[ChargerState, list[Effect]]
     effects: list[Effect] = []
     s = state
     match event:
-        case Pilot(event=pe):
-            s = _on_pilot(s, pe, effects)
+        case Pilot(events=pilot_events):
+            for pe in pilot_events:
+                s = _on_pilot(s, pe, effects)
         case TokenPresented(id_tag=tag):
             s = _on_token(s, tag, effects)
         case RemoteStartRequested(id_tag=tag, authorize=authorize, remote_start_id=rsid):

@@ -197,8 +197,8 @@ class EvseController:
             self.hw.contactor.switch(False)  # interlock: before anything is queued
             self._interlock_opens += 1
         self._pilot_state, events = iec61851.step(self._pilot_state, cp)
-        for pe in events:
-            self.post(charger.Pilot(pe))
+        if events:
+            self.post(charger.Pilot(*events))
 
     def _on_fault(self, report: FaultReport) -> None:
         if report.active and self.hw.contactor.is_on:
