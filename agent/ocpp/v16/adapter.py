@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -28,9 +29,10 @@ from typing import Any, TypeVar, cast
 import ocpp.messages
 from ocpp import routing
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, unpack
+from ocpp.messages import Call, CallError, CallResult, unpack
 from ocpp.v16 import ChargePoint, call
 from ocpp.v16.enums import Action
+from websockets.exceptions import ConnectionClosed
 
 from agent.authorization.authorizer import Authorizer, IdTagInfo
 from agent.clock import Clock, parse_iso
@@ -181,7 +183,9 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
             msg = unpack(raw_msg)
         except OCPPError as e:
             # OCPP-J 4.2.3: answer what cannot be parsed; with no readable id, "-1".
-            await self._send_error(_message_id(raw_msg), e)
+            # 1.6 4.2: while Rejected the charger answers nothing at all.
+            if not self.session.rejected:
+                await self._send_error(_message_id(raw_msg), e)
             return
         if isinstance(msg, Call):
             if self.session.rejected:
@@ -194,6 +198,7 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
             except OCPPError as e:
                 await self._send_error(msg.unique_id, e)
         else:
+            self.session.on_result(msg)
             self._response_queue.put_nowait(msg)
 
     async def _send_error(self, unique_id: str, error: OCPPError) -> None:
@@ -299,6 +304,10 @@ class _Session:
         self.accepted = False
         self.pending = False
         self.rejected = False
+        self._boot_uid: str | None = None
+        self._start_uids: dict[str, str] = {}  # StartTransaction message id -> journal tx id
+        # CSMS transaction ids learned in the receive path, before the journal has them
+        self.answered_starts: dict[int, str] = {}
         self._last_round_trip_s: float | None = None
         self._heartbeat_changed = asyncio.Event()
         adapter.settings.subscribe(self._on_setting)
@@ -319,21 +328,43 @@ class _Session:
     # -------------------------------------------------------------- run
 
     async def run(self) -> None:
-        receiver = asyncio.create_task(self.cp.start(), name="ocpp-recv")
-        main = asyncio.create_task(self._main(), name="ocpp-main")
-        try:
-            done, _ = await asyncio.wait({receiver, main}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # re-raise what ended the session
-        finally:
-            for task in (receiver, main):
-                task.cancel()
-            await asyncio.gather(receiver, main, return_exceptions=True)
+        """Receive and send until the connection closes or the link is declared dead.
 
-    async def _call(self, payload: Any) -> Any:
+        A TaskGroup: whichever task fails first (the socket closed under the
+        receiver, a CALL timed out) cancels the other, and both are finished
+        before this returns, even if the caller is cancelled meanwhile.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.cp.start(), name="ocpp-recv")
+                group.create_task(self._main(), name="ocpp-main")
+        except* (ConnectionClosed, LinkDead) as ended:
+            log.info("OCPP session ended: %s", ended.exceptions[0])
+
+    def on_result(self, msg: Any) -> None:
+        """Look at a CALLRESULT in the receive path, before the caller resumes.
+
+        The CSMS may send its next CALL right behind an answer; registration state
+        and CSMS transaction ids must already apply to it (OCPP 1.6 4.2: nothing is
+        answered while Rejected; RemoteStop may name a transaction just started).
+        """
+        if not isinstance(msg, CallResult) or not isinstance(msg.payload, dict):
+            return
+        if msg.unique_id == self._boot_uid:
+            status = msg.payload.get("status")
+            self.accepted = status == "Accepted"
+            self.pending = status == "Pending"
+            self.rejected = status == "Rejected"
+        tx_id = self._start_uids.pop(msg.unique_id, None)
+        csms_tx_id = msg.payload.get("transactionId")
+        if tx_id is not None and isinstance(csms_tx_id, int):
+            self.answered_starts[csms_tx_id] = tx_id
+
+    async def _call(self, payload: Any, unique_id: str | None = None) -> Any:
         """Send one CALL; raise LinkDead on timeout, OCPPError on CALLERROR."""
         try:
-            result = await self.cp.call(payload, suppress=False)
+            result = await self.cp.call(payload, suppress=False, unique_id=unique_id)
+            _raise_if_cancelling()
         except TimeoutError:
             log.warning(
                 "no answer to %s within %.0f s: link dead",
@@ -350,24 +381,27 @@ class _Session:
         self.adapter.registered.set()
         for status in self.adapter.station.all_statuses():
             self.adapter._on_status(status)
-        await asyncio.gather(self._heartbeat_loop(), self._status_loop(), self._outbox_loop())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._heartbeat_loop(), name="ocpp-heartbeat")
+            group.create_task(self._status_loop(), name="ocpp-status")
+            group.create_task(self._outbox_loop(), name="ocpp-outbox")
 
     async def _boot(self) -> None:
         boot = self.adapter.boot
         while True:
+            self._boot_uid = str(uuid.uuid4())
             result = await self._call(
                 call.BootNotification(
                     charge_point_vendor=boot.vendor,
                     charge_point_model=boot.model,
                     charge_point_serial_number=boot.serial_number or None,
                     firmware_version=boot.firmware_version,
-                )
+                ),
+                unique_id=self._boot_uid,
             )
             interval_s = int(result.interval)
-            self.pending = result.status == "Pending"
-            self.rejected = result.status == "Rejected"
+            # accepted / pending / rejected were set by on_result in the receive path
             if result.status == "Accepted":
-                self.accepted = True
                 with contextlib.suppress(ValueError):
                     self.adapter.clock.set_utc(parse_iso(result.current_time))
                 if interval_s > 0:
@@ -384,6 +418,7 @@ class _Session:
             self._heartbeat_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._heartbeat_changed.wait(), interval_s)
+                _raise_if_cancelling()
                 continue  # interval changed: start a new wait with the new value
             result = await self._call(call.Heartbeat())
             with contextlib.suppress(ValueError):
@@ -413,6 +448,8 @@ class _Session:
         rec = msg.record
         journal = self.adapter.journal
         if msg.kind == "start":
+            uid = str(uuid.uuid4())
+            self._start_uids[uid] = rec.tx_id
             try:
                 result = await self._call(
                     call.StartTransaction(
@@ -421,10 +458,13 @@ class _Session:
                         meter_start=rec.meter_start_wh,
                         timestamp=rec.start_time,
                         reservation_id=rec.reservation_id,
-                    )
+                    ),
+                    unique_id=uid,
                 )
             except OCPPError as e:
                 return SendOutcome.refused(str(e))
+            finally:
+                self._start_uids.pop(uid, None)
             info = _id_tag_info(result.id_tag_info)
             await journal.acknowledge_start(msg.seq, int(result.transaction_id), info.status.value)
             await self.adapter.authorizer.remember(rec.id_tag, info)
@@ -500,8 +540,11 @@ class _Session:
         result = call_result_cls("RemoteStopTransaction")
         if not self.accepted:
             return result(status="Rejected")
-        record = await self.adapter.journal.find_by_csms_id(transaction_id)
-        ok = record is not None and self.adapter.station.remote_stop(record.tx_id)
+        tx_id = self.answered_starts.get(transaction_id)
+        if tx_id is None:
+            record = await self.adapter.journal.find_by_csms_id(transaction_id)
+            tx_id = record.tx_id if record is not None else None
+        ok = tx_id is not None and self.adapter.station.remote_stop(tx_id)
         return result(status="Accepted" if ok else "Rejected")
 
     def get_configuration(self, requested: list[str] | None) -> Any:
@@ -523,6 +566,16 @@ class _Session:
         return call_result_cls("GetConfiguration")(
             configuration_key=found or None, unknown_key=unknown or None
         )
+
+
+def _raise_if_cancelling() -> None:
+    """Restore a cancellation that ``asyncio.wait_for`` lost (Python 3.11: when the
+    awaited result and the cancel arrive in the same loop iteration, wait_for
+    returns the result and the task never sees CancelledError). The ocpp library
+    waits for every answer with wait_for, so a session could not be stopped."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _id_tag_info(raw: Any) -> IdTagInfo:
