@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -233,8 +234,11 @@ def parse_dataclass(cls: type[T], table: Any, path: str) -> T:
     return cls(**kwargs)
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML bare keys; others are shown quoted
+
+
 def _join(path: str, key: str) -> str:
-    shown = key if key.replace("_", "").replace("-", "").isalnum() else repr(key)
+    shown = key if _BARE_KEY.fullmatch(key) else repr(key)
     return f"{path}.{shown}" if path else shown
 
 
