@@ -305,7 +305,9 @@ class _Session:
         self.pending = False
         self.rejected = False
         self._boot_uid: str | None = None
-        self._start_uids: dict[str, str] = {}  # StartTransaction message id -> journal tx id
+        # StartTransaction message id -> (journal tx id, queue seq), while in flight
+        self._start_uids: dict[str, tuple[str, int]] = {}
+        self._start_acks: dict[str, asyncio.Task[None]] = {}
         # CSMS transaction ids learned in the receive path, before the journal has them
         self.answered_starts: dict[int, str] = {}
         self._last_round_trip_s: float | None = None
@@ -340,6 +342,11 @@ class _Session:
                 group.create_task(self._main(), name="ocpp-main")
         except* (ConnectionClosed, LinkDead) as ended:
             log.info("OCPP session ended: %s", ended.exceptions[0])
+        finally:
+            if self._start_acks:  # answers read but not yet journalled: finish them
+                await asyncio.shield(
+                    asyncio.gather(*self._start_acks.values(), return_exceptions=True)
+                )
 
     def on_result(self, msg: Any) -> None:
         """Look at a CALLRESULT in the receive path, before the caller resumes.
@@ -355,10 +362,18 @@ class _Session:
             self.accepted = status == "Accepted"
             self.pending = status == "Pending"
             self.rejected = status == "Rejected"
-        tx_id = self._start_uids.pop(msg.unique_id, None)
+        start = self._start_uids.pop(msg.unique_id, None)
         csms_tx_id = msg.payload.get("transactionId")
-        if tx_id is not None and isinstance(csms_tx_id, int):
+        if start is not None and isinstance(csms_tx_id, int):
+            tx_id, seq = start
             self.answered_starts[csms_tx_id] = tx_id
+            info = msg.payload.get("idTagInfo")
+            status = str(info.get("status", "Invalid")) if isinstance(info, dict) else "Invalid"
+            # Journalled from here: if the link drops before the sender resumes, the
+            # start must not be sent again (the CSMS would number it twice).
+            self._start_acks[msg.unique_id] = asyncio.create_task(
+                self.adapter.journal.acknowledge_start(seq, csms_tx_id, status)
+            )
 
     async def _call(self, payload: Any, unique_id: str | None = None) -> Any:
         """Send one CALL; raise LinkDead on timeout, OCPPError on CALLERROR."""
@@ -449,7 +464,7 @@ class _Session:
         journal = self.adapter.journal
         if msg.kind == "start":
             uid = str(uuid.uuid4())
-            self._start_uids[uid] = rec.tx_id
+            self._start_uids[uid] = (rec.tx_id, msg.seq)
             try:
                 result = await self._call(
                     call.StartTransaction(
@@ -466,7 +481,13 @@ class _Session:
             finally:
                 self._start_uids.pop(uid, None)
             info = _id_tag_info(result.id_tag_info)
-            await journal.acknowledge_start(msg.seq, int(result.transaction_id), info.status.value)
+            acknowledged = self._start_acks.pop(uid, None)
+            if acknowledged is not None:
+                await asyncio.shield(acknowledged)
+            else:  # not recognisable in the receive path: acknowledge from here
+                await journal.acknowledge_start(
+                    msg.seq, int(result.transaction_id), info.status.value
+                )
             await self.adapter.authorizer.remember(rec.id_tag, info)
             self._check_deauthorized(rec.tx_id, info.status)
             return SendOutcome.started()
