@@ -216,6 +216,8 @@ class App:
                 if task is not stopper:  # a service ended by itself: that is a failure
                     error = task.exception()
                     raise error or RuntimeError(f"{task.get_name()} ended unexpectedly")
+            if self._exit == ExitReason.RESET:
+                await self._deliver_before_restart(adapter, cfg.csms.call_timeout_s)
             return self._exit
         finally:
             if self._exit != ExitReason.RESET:
@@ -232,6 +234,17 @@ class App:
                 with contextlib.suppress(Exception):
                     await rig.stop()
             await store.close()
+
+    @staticmethod
+    async def _deliver_before_restart(adapter: V16Adapter, timeout_s: float) -> None:
+        """OCPP 1.6 5.14: the StopTransactions of a Reset go out before the restart
+        when the CSMS is reachable (bounded; otherwise they stay queued)."""
+        if not adapter.online:
+            return
+        try:
+            await asyncio.wait_for(adapter.outbox.idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("restarting with transaction messages still queued")
 
     async def _watchdog(self, interval_s: float) -> None:
         """Feed the systemd watchdog while the loop is alive (a stuck loop starves it)."""

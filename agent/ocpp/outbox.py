@@ -9,8 +9,9 @@ exception ends the session, the message stays at the head of the queue, and the
 next session starts with it. Messages are never reordered.
 
 Throughput: messages are read from the journal in batches, and the
-acknowledgement of a delivered MeterValues/StopTransaction commits on the DB
-thread while the next message is already on the wire. So after a power cut at
+acknowledgement of a delivered MeterValues/StopTransaction (started by the sender
+the moment the answer is read) commits on the DB thread while the next message
+is already on the wire. So after a power cut at
 most the one message whose acknowledgement was still committing is sent again
 (at-least-once, like any message whose answer was lost with the link). A start
 is acknowledged before anything else is sent: later messages need its CSMS id.
@@ -35,7 +36,7 @@ PREFETCH = 64  # messages read from the journal per DB round trip
 
 
 class Outcome(StrEnum):
-    DONE = "done"  # delivered; the loop acknowledges it in the journal
+    DONE = "done"  # delivered; ``acknowledged`` is the journal commit under way
     STARTED = "started"  # a start delivered and already acknowledged by the sender
     REFUSED = "refused"  # CALLERROR: counts as a failed attempt
     UNADDRESSABLE = "unaddressable"  # can never be sent (its transaction has no CSMS id)
@@ -45,10 +46,13 @@ class Outcome(StrEnum):
 class SendOutcome:
     outcome: Outcome
     detail: str = ""
+    acknowledged: asyncio.Task[None] | None = None
 
     @staticmethod
-    def done() -> SendOutcome:
-        return SendOutcome(Outcome.DONE)
+    def done(acknowledged: asyncio.Task[None]) -> SendOutcome:
+        """Delivered; ``acknowledged`` removes it from the journal (started by the
+        sender as soon as the answer was read, so a dropped link cannot undo it)."""
+        return SendOutcome(Outcome.DONE, acknowledged=acknowledged)
 
     @staticmethod
     def started() -> SendOutcome:
@@ -73,11 +77,13 @@ class OutboxDelivery:
         self._journal = journal
         self._settings = settings
         self._wake = asyncio.Event()
+        self.idle = asyncio.Event()  # set while the queue is empty and acknowledged
         self.delivered = 0
         self.dropped = 0
 
     def wake(self) -> None:
         """A message was queued: look again (cheap, callable from any loop callback)."""
+        self.idle.clear()
         self._wake.set()
 
     async def run(self, send: Sender) -> None:
@@ -93,6 +99,8 @@ class OutboxDelivery:
                     self._wake.clear()
                     batch.extend(await self._journal.next_messages(PREFETCH))
                     if not batch:
+                        if not self._wake.is_set():
+                            self.idle.set()
                         await self._wake.wait()
                         continue
                 msg = batch.popleft()
@@ -100,7 +108,7 @@ class OutboxDelivery:
                 if result.outcome == Outcome.DONE:
                     if ack is not None:
                         await ack  # at most one acknowledgement in flight
-                    ack = asyncio.create_task(self._journal.acknowledge(msg.seq))
+                    ack = result.acknowledged
                     self.delivered += 1
                     continue
                 # Every other outcome changes rows that the batch holds copies of.

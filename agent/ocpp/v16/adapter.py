@@ -305,9 +305,10 @@ class _Session:
         self.pending = False
         self.rejected = False
         self._boot_uid: str | None = None
-        # StartTransaction message id -> (journal tx id, queue seq), while in flight
-        self._start_uids: dict[str, tuple[str, int]] = {}
-        self._start_acks: dict[str, asyncio.Task[None]] = {}
+        # transaction message id -> the queued message, while in flight
+        self._tx_calls: dict[str, QueuedTxMessage] = {}
+        # journal acknowledgements started from the receive path, by message id
+        self._acks: dict[str, asyncio.Task[None]] = {}
         # CSMS transaction ids learned in the receive path, before the journal has them
         self.answered_starts: dict[int, str] = {}
         self._last_round_trip_s: float | None = None
@@ -343,10 +344,8 @@ class _Session:
         except* (ConnectionClosed, LinkDead) as ended:
             log.info("OCPP session ended: %s", ended.exceptions[0])
         finally:
-            if self._start_acks:  # answers read but not yet journalled: finish them
-                await asyncio.shield(
-                    asyncio.gather(*self._start_acks.values(), return_exceptions=True)
-                )
+            if self._acks:  # answers read but not yet journalled: finish them
+                await asyncio.shield(asyncio.gather(*self._acks.values(), return_exceptions=True))
 
     def on_result(self, msg: Any) -> None:
         """Look at a CALLRESULT in the receive path, before the caller resumes.
@@ -362,18 +361,23 @@ class _Session:
             self.accepted = status == "Accepted"
             self.pending = status == "Pending"
             self.rejected = status == "Rejected"
-        start = self._start_uids.pop(msg.unique_id, None)
-        csms_tx_id = msg.payload.get("transactionId")
-        if start is not None and isinstance(csms_tx_id, int):
-            tx_id, seq = start
-            self.answered_starts[csms_tx_id] = tx_id
+        queued = self._tx_calls.pop(msg.unique_id, None)
+        if queued is None:
+            return
+        # Journalled from here: if the link drops before the sender resumes, the
+        # message must not be sent again (a start would be numbered twice).
+        journal = self.adapter.journal
+        if queued.kind != "start":
+            ack = journal.acknowledge(queued.seq)
+        else:
+            csms_tx_id = msg.payload.get("transactionId")
+            if not isinstance(csms_tx_id, int):
+                return  # not a usable answer: the sender reports the violation
+            self.answered_starts[csms_tx_id] = queued.tx_id
             info = msg.payload.get("idTagInfo")
             status = str(info.get("status", "Invalid")) if isinstance(info, dict) else "Invalid"
-            # Journalled from here: if the link drops before the sender resumes, the
-            # start must not be sent again (the CSMS would number it twice).
-            self._start_acks[msg.unique_id] = asyncio.create_task(
-                self.adapter.journal.acknowledge_start(seq, csms_tx_id, status)
-            )
+            ack = journal.acknowledge_start(queued.seq, csms_tx_id, status)
+        self._acks[msg.unique_id] = asyncio.create_task(ack)
 
     async def _call(self, payload: Any, unique_id: str | None = None) -> Any:
         """Send one CALL; raise LinkDead on timeout, OCPPError on CALLERROR."""
@@ -461,66 +465,64 @@ class _Session:
 
     async def _send_tx_message(self, msg: QueuedTxMessage) -> SendOutcome:
         rec = msg.record
-        journal = self.adapter.journal
-        if msg.kind == "start":
-            uid = str(uuid.uuid4())
-            self._start_uids[uid] = (rec.tx_id, msg.seq)
-            try:
-                result = await self._call(
-                    call.StartTransaction(
-                        connector_id=rec.connector_id,
-                        id_tag=rec.id_tag,
-                        meter_start=rec.meter_start_wh,
-                        timestamp=rec.start_time,
-                        reservation_id=rec.reservation_id,
-                    ),
-                    unique_id=uid,
-                )
-            except OCPPError as e:
-                return SendOutcome.refused(str(e))
-            finally:
-                self._start_uids.pop(uid, None)
-            info = _id_tag_info(result.id_tag_info)
-            acknowledged = self._start_acks.pop(uid, None)
-            if acknowledged is not None:
-                await asyncio.shield(acknowledged)
-            else:  # not recognisable in the receive path: acknowledge from here
-                await journal.acknowledge_start(
-                    msg.seq, int(result.transaction_id), info.status.value
-                )
-            await self.adapter.authorizer.remember(rec.id_tag, info)
-            self._check_deauthorized(rec.tx_id, info.status)
-            return SendOutcome.started()
-        if rec.csms_tx_id is None:
+        if msg.kind != "start" and rec.csms_tx_id is None:
             return SendOutcome.unaddressable("its StartTransaction was never accepted")
+        uid = str(uuid.uuid4())
+        self._tx_calls[uid] = msg
         try:
-            if msg.kind == "meter":
-                await self._call(
-                    call.MeterValues(
-                        connector_id=rec.connector_id,
-                        transaction_id=rec.csms_tx_id,
-                        meter_value=[mapping.meter_value(s) for s in msg.samples],
-                    )
-                )
-            else:
-                assert rec.stop_time is not None and rec.meter_stop_wh is not None
-                result = await self._call(
-                    call.StopTransaction(
-                        meter_stop=rec.meter_stop_wh,
-                        timestamp=rec.stop_time,
-                        transaction_id=rec.csms_tx_id,
-                        reason=mapping.stop_reason(rec.stop_reason or StopReason.LOCAL),
-                        id_tag=rec.id_tag,
-                        transaction_data=[mapping.meter_value(s) for s in msg.samples] or None,
-                    )
-                )
-                if result.id_tag_info:
-                    await self.adapter.authorizer.remember(
-                        rec.id_tag, _id_tag_info(result.id_tag_info)
-                    )
+            result = await self._call(self._tx_payload(msg), unique_id=uid)
         except OCPPError as e:
-            return SendOutcome.refused(str(e))
-        return SendOutcome.done()  # the outbox acknowledges it
+            ack = self._acks.pop(uid, None)
+            if ack is None:
+                return SendOutcome.refused(str(e))  # a CALLERROR: an attempt failed
+            # A CALLRESULT the schema refused: the CSMS has the message all the same.
+            log.warning("%s of %s: malformed answer (%s)", msg.kind, msg.tx_id, e)
+            result = None
+        finally:
+            self._tx_calls.pop(uid, None)
+        ack = self._acks.pop(uid, None)
+        if msg.kind == "start":
+            if ack is None:
+                return SendOutcome.refused("StartTransaction answer without a transactionId")
+            await asyncio.shield(ack)
+            if result is not None:
+                info = _id_tag_info(result.id_tag_info)
+                await self.adapter.authorizer.remember(rec.id_tag, info)
+                self._check_deauthorized(rec.tx_id, info.status)
+            return SendOutcome.started()
+        if msg.kind == "stop" and result is not None and result.id_tag_info:
+            await self.adapter.authorizer.remember(rec.id_tag, _id_tag_info(result.id_tag_info))
+        if ack is None:  # answered, but not seen by the receive path (cannot happen)
+            ack = asyncio.create_task(self.adapter.journal.acknowledge(msg.seq))
+        return SendOutcome.done(ack)
+
+    def _tx_payload(self, msg: QueuedTxMessage) -> Any:
+        """The 1.6 message for a journal record, with the CSMS transaction id as now known."""
+        rec = msg.record
+        if msg.kind == "start":
+            return call.StartTransaction(
+                connector_id=rec.connector_id,
+                id_tag=rec.id_tag,
+                meter_start=rec.meter_start_wh,
+                timestamp=rec.start_time,
+                reservation_id=rec.reservation_id,
+            )
+        assert rec.csms_tx_id is not None
+        if msg.kind == "meter":
+            return call.MeterValues(
+                connector_id=rec.connector_id,
+                transaction_id=rec.csms_tx_id,
+                meter_value=[mapping.meter_value(s) for s in msg.samples],
+            )
+        assert rec.stop_time is not None and rec.meter_stop_wh is not None
+        return call.StopTransaction(
+            meter_stop=rec.meter_stop_wh,
+            timestamp=rec.stop_time,
+            transaction_id=rec.csms_tx_id,
+            reason=mapping.stop_reason(rec.stop_reason or StopReason.LOCAL),
+            id_tag=rec.id_tag,
+            transaction_data=[mapping.meter_value(s) for s in msg.samples] or None,
+        )
 
     def _check_deauthorized(self, tx_id: str, status: AuthorizationStatus) -> None:
         # 1.6 3.5.4: an offline-started transaction whose id the CSMS rejects
