@@ -307,7 +307,9 @@ class _Session:
         self._boot_uid: str | None = None
         # transaction message id -> the queued message, while in flight
         self._tx_calls: dict[str, QueuedTxMessage] = {}
-        # journal acknowledgements started from the receive path, by message id
+        # answered transaction messages the sender has not acknowledged yet, by id
+        self._answered: dict[str, QueuedTxMessage] = {}
+        # start acknowledgements begun in the receive path, by message id
         self._acks: dict[str, asyncio.Task[None]] = {}
         # CSMS transaction ids learned in the receive path, before the journal has them
         self.answered_starts: dict[int, str] = {}
@@ -344,8 +346,14 @@ class _Session:
         except* (ConnectionClosed, LinkDead) as ended:
             log.info("OCPP session ended: %s", ended.exceptions[0])
         finally:
-            if self._acks:  # answers read but not yet journalled: finish them
-                await asyncio.shield(asyncio.gather(*self._acks.values(), return_exceptions=True))
+            # Answers read whose sender never resumed (the link dropped): journal them,
+            # or the messages would be sent again.
+            journal = self.adapter.journal
+            late = [journal.acknowledge(m.seq) for m in self._answered.values()]
+            if self._acks or late:
+                await asyncio.shield(
+                    asyncio.gather(*self._acks.values(), *late, return_exceptions=True)
+                )
 
     def on_result(self, msg: Any) -> None:
         """Look at a CALLRESULT in the receive path, before the caller resumes.
@@ -364,20 +372,21 @@ class _Session:
         queued = self._tx_calls.pop(msg.unique_id, None)
         if queued is None:
             return
-        # Journalled from here: if the link drops before the sender resumes, the
-        # message must not be sent again (a start would be numbered twice).
-        journal = self.adapter.journal
+        # From here the message counts as delivered: if the link drops before the
+        # sender resumes, the session's finally journals it (no second send).
         if queued.kind != "start":
-            ack = journal.acknowledge(queued.seq)
-        else:
-            csms_tx_id = msg.payload.get("transactionId")
-            if not isinstance(csms_tx_id, int):
-                return  # not a usable answer: the sender reports the violation
-            self.answered_starts[csms_tx_id] = queued.tx_id
-            info = msg.payload.get("idTagInfo")
-            status = str(info.get("status", "Invalid")) if isinstance(info, dict) else "Invalid"
-            ack = journal.acknowledge_start(queued.seq, csms_tx_id, status)
-        self._acks[msg.unique_id] = asyncio.create_task(ack)
+            self._answered[msg.unique_id] = queued
+            return
+        csms_tx_id = msg.payload.get("transactionId")
+        if not isinstance(csms_tx_id, int):
+            return  # not a usable answer: the sender reports the violation
+        self.answered_starts[csms_tx_id] = queued.tx_id
+        info = msg.payload.get("idTagInfo")
+        status = str(info.get("status", "Invalid")) if isinstance(info, dict) else "Invalid"
+        # A start is journalled at once: RemoteStop and later messages need its id.
+        self._acks[msg.unique_id] = asyncio.create_task(
+            self.adapter.journal.acknowledge_start(queued.seq, csms_tx_id, status)
+        )
 
     async def _call(self, payload: Any, unique_id: str | None = None) -> Any:
         """Send one CALL; raise LinkDead on timeout, OCPPError on CALLERROR."""
@@ -472,8 +481,7 @@ class _Session:
         try:
             result = await self._call(self._tx_payload(msg), unique_id=uid)
         except OCPPError as e:
-            ack = self._acks.pop(uid, None)
-            if ack is None:
+            if uid not in self._acks and uid not in self._answered:
                 return SendOutcome.refused(str(e))  # a CALLERROR: an attempt failed
             # A CALLRESULT the schema refused: the CSMS has the message all the same.
             log.warning("%s of %s: malformed answer (%s)", msg.kind, msg.tx_id, e)
@@ -490,11 +498,12 @@ class _Session:
                 await self.adapter.authorizer.remember(rec.id_tag, info)
                 self._check_deauthorized(rec.tx_id, info.status)
             return SendOutcome.started()
+        self._answered.pop(uid, None)
+        # the commit runs on the DB thread while the next message is on the wire
+        acknowledged = asyncio.create_task(self.adapter.journal.acknowledge(msg.seq))
         if msg.kind == "stop" and result is not None and result.id_tag_info:
             await self.adapter.authorizer.remember(rec.id_tag, _id_tag_info(result.id_tag_info))
-        if ack is None:  # answered, but not seen by the receive path (cannot happen)
-            ack = asyncio.create_task(self.adapter.journal.acknowledge(msg.seq))
-        return SendOutcome.done(ack)
+        return SendOutcome.done(acknowledged)
 
     def _tx_payload(self, msg: QueuedTxMessage) -> Any:
         """The 1.6 message for a journal record, with the CSMS transaction id as now known."""
