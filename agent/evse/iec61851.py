@@ -111,20 +111,3 @@ def duty_for_current(current_a: float) -> float | None:
     # floor to 0.1 % so rounding never signals more current than allowed
     return int(duty * 10 + 1e-9) / 10
 
-
-def current_for_duty(duty_pct: float) -> float:
-    """The current (A) an EV may draw for a measured duty (EV side, Table A.8).
-
-    Returns 0.0 for duties that mean "no charging" or "digital communication".
-    """
-    if duty_pct < 8.0:
-        return 0.0
-    if duty_pct < 10.0:
-        return 6.0
-    if duty_pct <= 85.0:
-        return duty_pct * 0.6
-    if duty_pct <= 96.0:
-        return (duty_pct - 64.0) * 2.5
-    if duty_pct <= 97.0:
-        return 80.0
-    return 0.0

@@ -8,13 +8,19 @@ from agent.events import CpState
 from agent.evse.iec61851 import (
     PilotEvent,
     PilotState,
-    current_for_duty,
     duty_for_current,
     step,
 )
+from hal.pilot import PilotOutput
+from hal.sim.plant import offered_current_a
 
 A, B, C, D, E, F = CpState.A, CpState.B, CpState.C, CpState.D, CpState.E, CpState.F
 P = PilotEvent
+
+
+def current_for_duty(duty_pct: float) -> float:
+    """What the (simulated) EV reads from a duty: IEC 61851-1 Table A.8, EV side."""
+    return offered_current_a(PilotOutput.pwm(duty_pct))
 
 
 def run(states: list[CpState]) -> list[PilotEvent]:
