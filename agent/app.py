@@ -303,6 +303,7 @@ class App:
             ev_phases=sim.ev_phases,
             voltage_v=self.config.station.nominal_voltage_v,
             tick_interval_s=sim.tick_interval_s,
+            meter_fault_after_s=sim.meter_fault_after_s,
         )
         await rig.start()
         self.rigs[evse_cfg.id] = rig

@@ -97,6 +97,7 @@ class SimConfig:
     battery_wh: float = field(default=60000.0, metadata=_check(_positive))
     soc_pct: float = field(default=40.0, metadata=_check(_non_negative))
     tick_interval_s: float = field(default=0.1, metadata=_check(_positive))
+    meter_fault_after_s: float = field(default=5.0, metadata=_check(_positive))
 
 
 @dataclass(frozen=True)
