@@ -221,7 +221,7 @@ async def start_app(
         directory = data_dir if data_dir is not None else tmp_path / f"agent-{counter}"
         data = sim_defaults(directory, csms.url, charge_point_id, evse_count)
         data["csms"].update(FAST_CSMS_OPTIONS)
-        data["sim"] = {"meter_fault_after_s": 1.0}  # a silent meter faults within 1 s
+        data["sim"] = {"meter_fault_after_s": 2.5}  # 2.5 polls: a silent meter faults sooner
         data["csms"].update(csms_options or {})
         if ocpp:
             data["ocpp"] = dict(ocpp)

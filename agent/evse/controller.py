@@ -28,6 +28,7 @@ from agent.events import (
     CpState,
     EvseStatusChanged,
     MeterReading,
+    MeterSample,
     ReadingContext,
     StopReason,
 )
@@ -360,22 +361,30 @@ class EvseController:
             reading = self.hw.meter.latest
             if reading is None:
                 continue
-            timestamp = self._clock.iso_now()
             meter_wh = round(reading.energy_import_wh)
             now_s = self._clock.monotonic()
             if interval_s > 0 and now_s - last_sample_s >= interval_s - 1e-3:
                 last_sample_s = now_s
-                sample = build_sample(
-                    reading,
-                    self._settings.get_list("meter_values_sampled_data"),
-                    context=ReadingContext.SAMPLE_PERIODIC,
-                    timestamp=timestamp,
-                    offered_current_a=self._offered_a(),
-                )
+                sample = self.sample_now(ReadingContext.SAMPLE_PERIODIC)
+                assert sample is not None  # the reading above exists
                 await self._journal.record_meter(tx_id, sample, meter_wh)  # also the last value
                 self._on_tx_message()
             else:
-                await self._journal.update_last_meter(tx_id, meter_wh, timestamp)
+                await self._journal.update_last_meter(tx_id, meter_wh, self._clock.iso_now())
+
+    def sample_now(self, context: ReadingContext) -> MeterSample | None:
+        """A meter sample of the configured measurands now (e.g. for TriggerMessage),
+        or None before the meter has answered."""
+        reading = self.hw.meter.latest
+        if reading is None:
+            return None
+        return build_sample(
+            reading,
+            self._settings.get_list("meter_values_sampled_data"),
+            context=context,
+            timestamp=self._clock.iso_now(),
+            offered_current_a=self._offered_a(),
+        )
 
     def _offered_a(self) -> float:
         return self._state.limit_a if charger.offers_energy(self._state) else 0.0

@@ -94,7 +94,15 @@ async def test_unknown_action_is_not_implemented(csms: CsmsEmulator, agent: Runn
     ("action", "payload"),
     [
         ("GetDiagnostics", {"location": "ftp://example.com/diag"}),
-        ("TriggerMessage", {"requestedMessage": "Heartbeat"}),
+        (
+            "ReserveNow",
+            {
+                "connectorId": 1,
+                "expiryDate": "2030-01-01T00:00:00Z",
+                "idTag": "R",
+                "reservationId": 1,
+            },
+        ),
         ("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {}}),
     ],
 )

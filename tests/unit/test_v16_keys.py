@@ -238,7 +238,7 @@ def test_find_unknown(name: str) -> None:
         ),
         pytest.param(
             "SupportedFeatureProfiles",
-            KeyValue("SupportedFeatureProfiles", True, "Core"),
+            KeyValue("SupportedFeatureProfiles", True, "Core,RemoteTrigger"),
             id="profiles",
         ),
         # write-only secret: no value

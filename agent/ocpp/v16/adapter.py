@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.authorization.authorizer import Authorizer, IdTagInfo
 from agent.clock import Clock, parse_iso
-from agent.events import AuthorizationStatus, EvseStatusChanged, StopReason
+from agent.events import AuthorizationStatus, EvseStatusChanged, ReadingContext, StopReason
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
 from agent.ocpp.v16 import keys, mapping
 from agent.settings import Settings
@@ -50,6 +50,16 @@ log = logging.getLogger(__name__)
 ocpp.messages.ASYNC_VALIDATION = False
 
 SUBPROTOCOL = "ocpp1.6"
+TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    }
+)
 DATA_TRANSFER_VENDOR = "org.evse-agent"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -255,6 +265,19 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         result = await self.session.adapter.station.unlock(connector_id)
         return call_result_cls("UnlockConnector")(status=result.value)
 
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, connector_id: int | None = None) -> Any:
+        ok = self.session.can_trigger(requested_message, connector_id)
+        return call_result_cls("TriggerMessage")(status="Accepted" if ok else "Rejected")
+
+    @after(Action.trigger_message)
+    def after_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> None:
+        # 1.6 5.17: the requested message follows the TriggerMessage answer
+        if self.session.can_trigger(requested_message, connector_id):
+            self.session.spawn(self.session.send_triggered(requested_message, connector_id))
+
     @on(Action.data_transfer)
     def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
@@ -315,6 +338,7 @@ class _Session:
         self.answered_starts: dict[int, str] = {}
         self._last_round_trip_s: float | None = None
         self._heartbeat_changed = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
         adapter.settings.subscribe(self._on_setting)
 
     def _on_setting(self, name: str, value: object) -> None:
@@ -341,6 +365,7 @@ class _Session:
         """
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(self.cp.start(), name="ocpp-recv")
                 group.create_task(self._main(), name="ocpp-main")
         except* (ConnectionClosed, LinkDead) as ended:
@@ -354,6 +379,16 @@ class _Session:
                 await asyncio.shield(
                     asyncio.gather(*self._acks.values(), *late, return_exceptions=True)
                 )
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as part of this session (finished or cancelled with it)."""
+        if self._group is None:
+            coro.close()
+            return
+        try:
+            self._group.create_task(coro)
+        except RuntimeError:  # the session is already shutting down
+            coro.close()
 
     def on_result(self, msg: Any) -> None:
         """Look at a CALLRESULT in the receive path, before the caller resumes.
@@ -415,30 +450,37 @@ class _Session:
             group.create_task(self._outbox_loop(), name="ocpp-outbox")
 
     async def _boot(self) -> None:
-        boot = self.adapter.boot
         while True:
-            self._boot_uid = str(uuid.uuid4())
-            result = await self._call(
-                call.BootNotification(
-                    charge_point_vendor=boot.vendor,
-                    charge_point_model=boot.model,
-                    charge_point_serial_number=boot.serial_number or None,
-                    firmware_version=boot.firmware_version,
-                ),
-                unique_id=self._boot_uid,
-            )
-            interval_s = int(result.interval)
-            # accepted / pending / rejected were set by on_result in the receive path
+            result = await self._send_boot()
             if result.status == "Accepted":
-                with contextlib.suppress(ValueError):
-                    self.adapter.clock.set_utc(parse_iso(result.current_time))
-                if interval_s > 0:
-                    await self.adapter.settings.set("heartbeat_interval_s", interval_s)
-                log.info("BootNotification accepted; heartbeat every %d s", interval_s)
                 return
+            interval_s = int(result.interval)
             retry_s = interval_s if interval_s > 0 else self.adapter.boot_retry_s
             log.warning("BootNotification %s; retrying in %.0f s", result.status, retry_s)
             await asyncio.sleep(retry_s)
+
+    async def _send_boot(self) -> Any:
+        """One BootNotification; an Accepted answer sets the clock and heartbeat."""
+        boot = self.adapter.boot
+        self._boot_uid = str(uuid.uuid4())
+        result = await self._call(
+            call.BootNotification(
+                charge_point_vendor=boot.vendor,
+                charge_point_model=boot.model,
+                charge_point_serial_number=boot.serial_number or None,
+                firmware_version=boot.firmware_version,
+            ),
+            unique_id=self._boot_uid,
+        )
+        # accepted / pending / rejected were set by on_result in the receive path
+        if result.status == "Accepted":
+            with contextlib.suppress(ValueError):
+                self.adapter.clock.set_utc(parse_iso(result.current_time))
+            interval_s = int(result.interval)
+            if interval_s > 0:
+                await self.adapter.settings.set("heartbeat_interval_s", interval_s)
+            log.info("BootNotification accepted; heartbeat every %d s", interval_s)
+        return result
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -448,9 +490,68 @@ class _Session:
                 await asyncio.wait_for(self._heartbeat_changed.wait(), interval_s)
                 _raise_if_cancelling()
                 continue  # interval changed: start a new wait with the new value
-            result = await self._call(call.Heartbeat())
-            with contextlib.suppress(ValueError):
-                self.adapter.clock.set_utc(parse_iso(result.current_time))
+            await self._send_heartbeat()
+
+    async def _send_heartbeat(self) -> None:
+        result = await self._call(call.Heartbeat())
+        with contextlib.suppress(ValueError):
+            self.adapter.clock.set_utc(parse_iso(result.current_time))
+
+    # ------------------------------------------------------- TriggerMessage
+
+    def can_trigger(self, message: str, connector_id: int | None) -> bool:
+        """Whether TriggerMessage(message, connector_id) is Accepted (1.6 5.17).
+
+        Every message the 1.6 schema allows can be triggered; an unknown connector
+        is Rejected, and so is MeterValues for connector 0 (no station meter).
+        """
+        if message not in TRIGGERABLE or self.rejected:
+            return False
+        if connector_id is None:
+            return True
+        if connector_id == 0:
+            return message != "MeterValues"
+        return connector_id in self.adapter.station.controllers
+
+    async def send_triggered(self, message: str, connector_id: int | None) -> None:
+        """Send the triggered message (after the TriggerMessage answer went out)."""
+        station = self.adapter.station
+        match message:
+            case "BootNotification":
+                await self._send_boot()
+            case "Heartbeat":
+                await self._send_heartbeat()
+            case "StatusNotification":
+                for status in station.all_statuses():
+                    if connector_id is None or status.evse_id == connector_id:
+                        await self._call(
+                            call.StatusNotification(**mapping.status_notification(status))
+                        )
+            case "MeterValues":
+                for evse_id in sorted(station.controllers):
+                    if connector_id in (None, evse_id):
+                        await self._send_triggered_meter_values(evse_id)
+            case "DiagnosticsStatusNotification":  # no upload runs: Idle (1.6 4.4)
+                await self._call(call.DiagnosticsStatusNotification(status="Idle"))
+            case "FirmwareStatusNotification":  # no update runs: Idle (1.6 4.5)
+                await self._call(call.FirmwareStatusNotification(status="Idle"))
+
+    async def _send_triggered_meter_values(self, evse_id: int) -> None:
+        ctl = self.adapter.station.controllers[evse_id]
+        sample = ctl.sample_now(ReadingContext.TRIGGER)
+        if sample is None:
+            return  # no reading yet: nothing to report
+        csms_tx_id = None
+        if ctl.transaction is not None:
+            record = await self.adapter.journal.get(ctl.transaction.tx_id)
+            csms_tx_id = record.csms_tx_id if record is not None else None
+        await self._call(
+            call.MeterValues(
+                connector_id=evse_id,
+                transaction_id=csms_tx_id,
+                meter_value=[mapping.meter_value(sample)],
+            )
+        )
 
     async def _status_loop(self) -> None:
         pending = self.adapter._pending_status

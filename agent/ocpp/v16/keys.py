@@ -17,7 +17,7 @@ from agent.settings import SettingError, Settings, SettingValue, definition
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
-FEATURE_PROFILES = ("Core",)
+FEATURE_PROFILES = ("Core", "RemoteTrigger")
 
 
 class ChangeResult(StrEnum):
