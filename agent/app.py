@@ -46,7 +46,9 @@ from agent.sd_notify import notify, watchdog_interval_s
 from agent.settings import Settings
 from agent.station import AVAILABILITY_KEY, ResetKind, Station
 from agent.transactions.journal import TransactionJournal
+from hal.faults import HalError
 from hal.gpio.pins import make_pin_factory
+from hal.modbus.bus import ModbusRtuLines
 from hal.registry import BackendContext, Registry, default_registry
 from hal.sim.rig import SimEvseRig
 
@@ -102,8 +104,11 @@ class App:
         self.trace = trace
         self._sim_pin_factory = sim_pin_factory
         self._real_pin_factory = real_pin_factory
+        self._pin_factory_failed = False
         self.clock = Clock()
         self.rigs: dict[int, SimEvseRig] = {}
+        # one owner per RS-485 port, shared by every "modbus-rtu" meter on it
+        self._rtu_lines = ModbusRtuLines()
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._exit = ExitReason.STOPPED
@@ -233,6 +238,7 @@ class App:
             for rig in self.rigs.values():
                 with contextlib.suppress(Exception):
                     await rig.stop()
+            await self._rtu_lines.close()
             await store.close()
 
     @staticmethod
@@ -273,7 +279,11 @@ class App:
                 }[role]
             spec = self.registry.get(role, backend.backend)
             options: Any = parse_dataclass(spec.options, dict(backend.options), f"evse.{role}")
-            return spec.factory(options, BackendContext(pin_factory=self._pin_factory()))
+            context = BackendContext(
+                pin_factory=self._pin_factory(),
+                modbus_rtu_lines=self._rtu_lines,
+            )
+            return spec.factory(options, context)
 
         hardware = EvseHardware(
             meter=build("meter", evse_cfg.meter),
@@ -284,10 +294,15 @@ class App:
         return _EvseParts(hardware, rig)
 
     def _pin_factory(self) -> Any:
-        """The board's GPIO pin factory, made on first use (boards without GPIO
-        backends never load a GPIO library)."""
-        if self._real_pin_factory is None:
-            self._real_pin_factory = make_pin_factory()
+        """The board's GPIO pin factory, made on first use. A board without GPIO
+        gets None (logged once): only GPIO backends need it, and they refuse
+        to build without one."""
+        if self._real_pin_factory is None and not self._pin_factory_failed:
+            try:
+                self._real_pin_factory = make_pin_factory()
+            except HalError as e:
+                self._pin_factory_failed = True
+                log.warning("no GPIO: %s", e)
         return self._real_pin_factory
 
     async def _start_rig(self, evse_cfg: EvseConfig) -> SimEvseRig:

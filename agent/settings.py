@@ -204,6 +204,11 @@ class Settings:
         for listener in list(self._listeners):
             listener(name, canonical)
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(name, value)`` after every successful ``set``."""
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(name, value)`` after every successful ``set``.
+
+        Returns:
+            A function that removes the listener again.
+        """
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)

@@ -15,7 +15,10 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hal.modbus.bus import ModbusRtuLines
 
 ENTRY_POINT_GROUP = "evse_agent.backends"
 
@@ -42,9 +45,13 @@ class BackendContext:
     Attributes:
         pin_factory: The gpiozero pin factory for GPIO backends, or None where
             the board has no GPIO (GPIO backends then refuse to build).
+        modbus_rtu_lines: The owner of every RS-485 line of the station, shared
+            by all "modbus-rtu" meters so that meters on one port share one bus.
+            None: each such meter opens its port for itself (one meter per line).
     """
 
     pin_factory: Any | None = None
+    modbus_rtu_lines: ModbusRtuLines | None = None
 
 
 @dataclass(frozen=True)
@@ -162,10 +169,38 @@ def _modbus_device_id(value: Any) -> str | None:
 
 
 def _meter_model(value: Any) -> str | None:
-    from hal.modbus.registers import available_models
+    from hal.modbus.registers import RegisterMapError, available_models, load_register_map
 
+    if isinstance(value, str) and (value.endswith(".toml") or "/" in value or "\\" in value):
+        try:  # a vendor's own register map file: no code needed
+            load_register_map(value)
+        except RegisterMapError as exc:
+            return str(exc)
+        return None
     models = available_models()
     return None if value in models else f"unknown meter model (known: {', '.join(models)})"
+
+
+def _serial_port(value: Any) -> str | None:
+    return None if value else "must name a serial port (e.g. /dev/ttyUSB0)"
+
+
+def _baudrate(value: Any) -> str | None:
+    from hal.modbus.bus import BAUDRATES
+
+    return None if value in BAUDRATES else f"must be one of {', '.join(map(str, BAUDRATES))}"
+
+
+def _parity(value: Any) -> str | None:
+    return None if value in ("N", "E", "O") else "must be N, E or O"
+
+
+def _stopbits(value: Any) -> str | None:
+    return None if value in (1, 2) else "must be 1 or 2"
+
+
+def _bytesize(value: Any) -> str | None:
+    return None if value in (7, 8) else "must be 7 or 8"
 
 
 @dataclass(frozen=True)
@@ -178,6 +213,29 @@ class ModbusTcpMeterOptions:
     model: str = field(default="sdm630", metadata=check(_meter_model))
     poll_interval_s: float = field(default=1.0, metadata=check(_positive))
     timeout_s: float = field(default=1.0, metadata=check(_positive))
+    fault_after_s: float = field(default=5.0, metadata=check(_positive))
+    frozen_after_s: float = field(default=5.0, metadata=check(_positive))
+    frozen_min_energy_wh: float = field(default=10.0, metadata=check(_non_negative))
+
+
+@dataclass(frozen=True)
+class ModbusRtuMeterOptions:
+    """Config of the "modbus-rtu" meter (see ``hal.modbus.rtu_meter``).
+
+    ``port`` .. ``timeout_s`` describe the RS-485 line: every meter on one port
+    must give the same values (the line has one owner, ``hal.modbus.bus``).
+    ``model`` is a shipped model name or the path of a register map file.
+    """
+
+    port: str = field(metadata=check(_serial_port))
+    baudrate: int = field(default=9600, metadata=check(_baudrate))
+    parity: str = field(default="N", metadata=check(_parity))
+    stopbits: int = field(default=1, metadata=check(_stopbits))
+    bytesize: int = field(default=8, metadata=check(_bytesize))
+    timeout_s: float = field(default=0.5, metadata=check(_positive))
+    device_id: int = field(default=1, metadata=check(_modbus_device_id))
+    model: str = field(default="sdm630", metadata=check(_meter_model))
+    poll_interval_s: float = field(default=1.0, metadata=check(_positive))
     fault_after_s: float = field(default=5.0, metadata=check(_positive))
     frozen_after_s: float = field(default=5.0, metadata=check(_positive))
     frozen_min_energy_wh: float = field(default=10.0, metadata=check(_non_negative))
@@ -211,6 +269,36 @@ def _build_modbus_tcp_meter(options: ModbusTcpMeterOptions, ctx: BackendContext)
     )
 
 
+def _build_modbus_rtu_meter(options: ModbusRtuMeterOptions, ctx: BackendContext) -> object:
+    from hal.modbus.bus import ModbusRtuBus, SerialSettings
+    from hal.modbus.registers import load_register_map
+    from hal.modbus.rtu_meter import ModbusRtuPowerMeter
+
+    settings = SerialSettings(
+        port=options.port,
+        baudrate=options.baudrate,
+        parity=options.parity,
+        stopbits=options.stopbits,
+        bytesize=options.bytesize,
+        timeout_s=options.timeout_s,
+    )
+    shared = ctx.modbus_rtu_lines
+    try:
+        bus = shared.bus(settings) if shared is not None else ModbusRtuBus(settings)
+    except ValueError as exc:
+        raise BackendError(f"meter backend 'modbus-rtu': {exc}") from exc
+    return ModbusRtuPowerMeter(
+        bus=bus,
+        device_id=options.device_id,
+        register_map=load_register_map(options.model),
+        poll_interval_s=options.poll_interval_s,
+        fault_after_s=options.fault_after_s,
+        frozen_after_s=options.frozen_after_s,
+        frozen_min_energy_wh=options.frozen_min_energy_wh,
+        owns_bus=shared is None,
+    )
+
+
 def _build_gpio_contactor(options: GpioContactorOptions, ctx: BackendContext) -> object:
     if ctx.pin_factory is None:
         raise BackendError("contactor backend 'gpio' needs a GPIO pin factory (none configured)")
@@ -230,6 +318,7 @@ def builtin_backends() -> list[BackendSpec]:
     """The backends shipped with the agent ("sim" ones are built by SimEvseRig)."""
     return [
         BackendSpec("meter", "modbus-tcp", _build_modbus_tcp_meter, ModbusTcpMeterOptions),
+        BackendSpec("meter", "modbus-rtu", _build_modbus_rtu_meter, ModbusRtuMeterOptions),
         BackendSpec("contactor", "gpio", _build_gpio_contactor, GpioContactorOptions),
     ]
 

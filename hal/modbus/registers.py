@@ -15,6 +15,7 @@ File format (every key is checked; an unknown or bad key names itself)::
     type = "float32"                  # float32 | int16 | uint16 | int32 | uint32 | int64 | uint64
     word_order = "big"                # "big" = high word first, "little" = word-swapped
     scale = 1.0                       # SI value = raw value * scale
+    not_available = false             # true: all-ones (unsigned) or max (signed) = missing
 
     [quantities]                      # energy_import and power are required
     energy_import = { address = 0x0048, scale = 1000.0 }   # kWh -> Wh
@@ -22,6 +23,11 @@ File format (every key is checked; an unknown or bad key names itself)::
     [[blocks]]                        # optional: contiguous ranges to read, one
     address = 0x0000                  # request each; planned from the quantities
     count = 12                        # when absent
+
+A quantity marked ``not_available = true`` whose registers hold the meter's "not
+available" pattern (all ones for unsigned types, the largest positive value for
+signed ones, as ABB B23 does) is left out of the decoded values; a missing
+``energy_import`` or ``power`` makes the whole read bad data.
 
 Quantities and their SI units: ``energy_import``/``energy_export`` Wh, ``power`` W,
 ``current_l1..l3`` A, ``voltage_l1..l3`` V, ``frequency`` Hz.
@@ -166,12 +172,15 @@ class RegisterSpec:
         dtype: Encoding.
         word_order: Word order of multi-register values.
         scale: SI value = raw value * scale (SDM energy in kWh: 1000.0).
+        not_available: When True, the "not available" pattern (see
+            ``is_not_available``) means the value is missing.
     """
 
     address: int
     dtype: DataType
     word_order: WordOrder
     scale: float
+    not_available: bool = False
 
     @property
     def count(self) -> int:
@@ -182,6 +191,26 @@ class RegisterSpec:
     def end(self) -> int:
         """One past the last register occupied."""
         return self.address + self.count
+
+    def is_not_available(self, registers: Sequence[int]) -> bool:
+        """True when ``registers`` (wire order) hold the "not available" pattern.
+
+        The pattern is all ones for unsigned integers and the largest positive
+        value for signed ones (0x7FFF..., in the spec's word order); float32 has
+        none (a NaN is rejected by ``RegisterMap.decode_blocks`` anyway). Always
+        False unless the map marks the quantity ``not_available = true``.
+        """
+        if not self.not_available or self.dtype is DataType.FLOAT32:
+            return False
+        if self.dtype in _SIGNED:
+            bits = self.dtype.register_count * 16
+            pattern = encode(float(2 ** (bits - 1) - 1), self.dtype, self.word_order)
+        else:
+            pattern = [0xFFFF] * self.count
+        return list(registers) == pattern
+
+
+_SIGNED = frozenset({DataType.INT16, DataType.INT32, DataType.INT64})
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +259,12 @@ class RegisterMap:
             block_registers: One register list per entry of ``blocks``, same order.
 
         Returns:
-            Quantity name -> SI value.
+            Quantity name -> SI value. A quantity reporting "not available" (see
+            ``RegisterSpec.is_not_available``) is left out.
 
         Raises:
-            ValueError: A block has the wrong length, or a value does not decode
-                to a finite number.
+            ValueError: A block has the wrong length, a value does not decode
+                to a finite number, or a required quantity is not available.
         """
         if len(block_registers) != len(self.blocks):
             raise ValueError(f"expected {len(self.blocks)} blocks, got {len(block_registers)}")
@@ -248,9 +278,12 @@ class RegisterMap:
         for name, spec in self.quantities.items():
             index, block = next((i, b) for i, b in enumerate(self.blocks) if b.contains(spec))
             offset = spec.address - block.address
-            raw = decode(
-                block_registers[index][offset : offset + spec.count], spec.dtype, spec.word_order
-            )
+            registers = block_registers[index][offset : offset + spec.count]
+            if spec.is_not_available(registers):
+                if name in REQUIRED_QUANTITIES:
+                    raise ValueError(f"{name} at {spec.address:#06x} is not available")
+                continue
+            raw = decode(registers, spec.dtype, spec.word_order)
             if not math.isfinite(raw):
                 raise ValueError(f"{name} at {spec.address:#06x} is not a finite number: {raw}")
             values[name] = raw * spec.scale
@@ -346,7 +379,7 @@ class _Parser:
         {"model", "description", "function_code", "max_registers_per_read", "defaults"}
         | {"quantities", "blocks"}
     )
-    _SPEC_KEYS = frozenset({"address", "type", "word_order", "scale"})
+    _SPEC_KEYS = frozenset({"address", "type", "word_order", "scale", "not_available"})
 
     def __init__(self, source: str) -> None:
         self._source = source
@@ -426,6 +459,7 @@ class _Parser:
             type_name = self._get(merged, "type", f"{path}.type", str, _REQUIRED)
             order_name = self._get(merged, "word_order", f"{path}.word_order", str, "big")
             scale = self._get(merged, "scale", f"{path}.scale", float, 1.0)
+            not_available = self._get(merged, "not_available", f"{path}.not_available", bool, False)
             try:
                 dtype = DataType(type_name)
             except ValueError:
@@ -441,7 +475,7 @@ class _Parser:
                 raise self._error(f"{path}.address", f"out of range 0..0xFFFF: {address}")
             if not math.isfinite(scale) or scale == 0:
                 raise self._error(f"{path}.scale", f"must be a non-zero number, got {scale}")
-            specs[name] = RegisterSpec(address, dtype, word_order, scale)
+            specs[name] = RegisterSpec(address, dtype, word_order, scale, not_available)
         for name in REQUIRED_QUANTITIES:
             if name not in specs:
                 raise self._error(f"quantities.{name}", "missing (required)")

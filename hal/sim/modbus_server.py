@@ -115,6 +115,20 @@ class SimModbusMeterServer:
             for i, register in enumerate(self._map.encode_quantity(name, si_value)):
                 self._image[spec.address + i] = register
 
+    def sim_device(self) -> SimDevice:
+        """This meter as a pymodbus device (registers and access hook) for another server.
+
+        The RTU simulator (``hal.sim.rtu_server``) serves several of these on one
+        serial line; ``update``, ``freeze`` and ``requests_served`` work the same
+        there. ``start``/``port`` are the TCP server and are not needed for that.
+        """
+        return SimDevice(id=self._device_id, simdata=self._simdata(), action=self._on_access)
+
+    @property
+    def device_id(self) -> int:
+        """The Modbus unit id this meter answers to."""
+        return self._device_id
+
     def registers(self, address: int, count: int) -> list[int]:
         """The current register image (what a read would return), for tests."""
         return [self._image[a] for a in range(address, address + count)]

@@ -44,7 +44,7 @@ NOT_A_SPEC = 42
 
 def test_default_registry_has_the_builtins_and_is_new_each_time() -> None:
     a = default_registry()
-    assert a.names("meter") == ["modbus-tcp"]
+    assert a.names("meter") == ["modbus-rtu", "modbus-tcp"]
     assert a.names("contactor") == ["gpio"]
     assert a.get("meter", "modbus-tcp").options is ModbusTcpMeterOptions
     a.register(PLUGIN_SPEC)
@@ -72,9 +72,9 @@ def test_builtin_option_defaults_match_the_config_contract() -> None:
 
 def test_unknown_backend_names_role_name_and_known_names() -> None:
     with pytest.raises(UnknownBackendError) as info:
-        default_registry().get("meter", "modbus-rtu")
+        default_registry().get("meter", "modbus-udp")
     message = str(info.value)
-    assert "meter" in message and "'modbus-rtu'" in message and "modbus-tcp" in message
+    assert "meter" in message and "'modbus-udp'" in message and "modbus-tcp" in message
 
 
 def test_duplicate_registration_is_refused_unless_replacing() -> None:
@@ -122,7 +122,7 @@ def test_entry_points_register_specs_lists_and_factories(monkeypatch: pytest.Mon
     registry = default_registry()
     assert registry.load_entry_points() == 2
     assert registry.names("lock") == ["vendor-lock"]
-    assert registry.names("meter") == ["modbus-tcp", "vendor-meter"]
+    assert registry.names("meter") == ["modbus-rtu", "modbus-tcp", "vendor-meter"]
     spec = registry.get("lock", "vendor-lock")
     assert spec.factory(spec.options(pin=5), BackendContext()) == ("lock", 5)
 

@@ -306,9 +306,9 @@ REFUSALS = [
     pytest.param(put("evse", 0, "id", value=0), "evse.id", "1..N", id="id-0"),
     # backends named in the registry
     pytest.param(
-        put("evse", 0, "meter", "backend", value="modbus-rtu"),
+        put("evse", 0, "meter", "backend", value="modbus-udp"),
         "evse[0].meter.backend",
-        "known meter backends: modbus-tcp",
+        "known meter backends: modbus-rtu, modbus-tcp",
         id="unknown-meter-backend",
     ),
     pytest.param(

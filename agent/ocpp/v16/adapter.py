@@ -339,7 +339,7 @@ class _Session:
         self._last_round_trip_s: float | None = None
         self._heartbeat_changed = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
-        adapter.settings.subscribe(self._on_setting)
+        self._unsubscribe = adapter.settings.subscribe(self._on_setting)
 
     def _on_setting(self, name: str, value: object) -> None:
         if name == "heartbeat_interval_s":
@@ -371,6 +371,7 @@ class _Session:
         except* (ConnectionClosed, LinkDead) as ended:
             log.info("OCPP session ended: %s", ended.exceptions[0])
         finally:
+            self._unsubscribe()
             # Answers read whose sender never resumed (the link dropped): journal them,
             # or the messages would be sent again.
             journal = self.adapter.journal
@@ -594,6 +595,9 @@ class _Session:
             if ack is None:
                 return SendOutcome.refused("StartTransaction answer without a transactionId")
             await asyncio.shield(ack)
+            # the journal has the CSMS id now: RemoteStop finds it there
+            for csms_id in [k for k, v in self.answered_starts.items() if v == rec.tx_id]:
+                del self.answered_starts[csms_id]
             if result is not None:
                 info = _id_tag_info(result.id_tag_info)
                 await self.adapter.authorizer.remember(rec.id_tag, info)
