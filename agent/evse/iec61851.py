@@ -110,4 +110,3 @@ def duty_for_current(current_a: float) -> float | None:
         duty = current_a / 2.5 + 64.0
     # floor to 0.1 % so rounding never signals more current than allowed
     return int(duty * 10 + 1e-9) / 10
-
