@@ -288,6 +288,11 @@ class _Counter:
         if self.count == self.target:
             self.done.set()
 
+    def reset(self) -> None:
+        self.count = 0
+        self.times_s = []
+        self.done = asyncio.Event()
+
     def rate_per_s(self, skip: int = 0) -> float:
         times = self.times_s[skip:]
         return (len(times) - 1) / (times[-1] - times[0])
@@ -310,23 +315,32 @@ async def bench_replay(tmp: Path) -> dict[str, Any]:
         floor_counter.hook(direction, cp_id, action, payload)
 
     async with CsmsEmulator(heartbeat_interval_s=300, on_message=hook) as csms:
+
+        async def floor_run() -> float:
+            floor_counter.reset()
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hil.bench",
+                "--floor-worker",
+                csms.url,
+                "--count",
+                str(REPLAY_MESSAGES + WARMUP_MESSAGES),
+            )
+            await asyncio.wait_for(floor_counter.done.wait(), 600)
+            await worker.wait()
+            # the floor's first WARMUP_MESSAGES only warm its caches: time the rest
+            return floor_counter.rate_per_s(skip=WARMUP_MESSAGES)
+
+        # The floor runs before and after the agent and is averaged, so that a
+        # shared machine's drift during the run shifts both sides alike.
+        floor_before = await floor_run()
         config = _write_config(tmp / "replay.toml", "REPLAY-CP", data_dir, csms.url, 0)
         async with _agent_process(config, tmp / "replay.log"):
             await asyncio.wait_for(replay_counter.done.wait(), 600)
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "hil.bench",
-            "--floor-worker",
-            csms.url,
-            "--count",
-            str(REPLAY_MESSAGES + WARMUP_MESSAGES),
-        )
-        await asyncio.wait_for(floor_counter.done.wait(), 600)
-        await worker.wait()
+        floor_after = await floor_run()
     replay = replay_counter.rate_per_s()
-    # the floor's first WARMUP_MESSAGES only warm its caches: time the rest
-    floor = floor_counter.rate_per_s(skip=WARMUP_MESSAGES)
+    floor = (floor_before + floor_after) / 2
     return {
         "outbox_replay_msgs_per_s": round(replay, 1),
         "roundtrip_floor_msgs_per_s": round(floor, 1),
