@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from agent.settings import SettingError, definition
+from hal.options import check, non_negative, positive
 
 ROLES = ("meter", "contactor", "pilot", "token_reader")
 SIM_BACKEND = "sim"
@@ -37,18 +38,6 @@ OCPP_VERSIONS = ("1.6",)
 
 class ConfigError(ValueError):
     """Invalid configuration; the message is one line naming the key."""
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def _check(fn: Callable[[Any], str | None]) -> dict[str, Any]:
-    return {"check": fn}
 
 
 @dataclass(frozen=True)
@@ -60,8 +49,8 @@ class StationConfig:
     vendor: str = "evse-agent"
     model: str = "evse-agent-ac"
     serial_number: str = ""
-    nominal_voltage_v: float = field(default=230.0, metadata=_check(_positive))
-    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    nominal_voltage_v: float = field(default=230.0, metadata=check(positive))
+    max_current_a: float = field(default=32.0, metadata=check(positive))
     ventilation_available: bool = False
 
 
@@ -81,23 +70,23 @@ class CsmsConfig:
     ca_file: Path | None = None
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
-    call_timeout_s: float = field(default=30.0, metadata=_check(_positive))
-    connect_timeout_s: float = field(default=10.0, metadata=_check(_positive))
-    reconnect_min_s: float = field(default=1.0, metadata=_check(_positive))
-    reconnect_max_s: float = field(default=60.0, metadata=_check(_positive))
-    boot_retry_s: float = field(default=30.0, metadata=_check(_positive))
+    call_timeout_s: float = field(default=30.0, metadata=check(positive))
+    connect_timeout_s: float = field(default=10.0, metadata=check(positive))
+    reconnect_min_s: float = field(default=1.0, metadata=check(positive))
+    reconnect_max_s: float = field(default=60.0, metadata=check(positive))
+    boot_retry_s: float = field(default=30.0, metadata=check(positive))
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """The simulated EV behind ``sim`` backends."""
 
-    ev_max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    ev_max_current_a: float = field(default=32.0, metadata=check(positive))
     ev_phases: int = 3
-    battery_wh: float = field(default=60000.0, metadata=_check(_positive))
-    soc_pct: float = field(default=40.0, metadata=_check(_non_negative))
-    tick_interval_s: float = field(default=0.1, metadata=_check(_positive))
-    meter_fault_after_s: float = field(default=5.0, metadata=_check(_positive))
+    battery_wh: float = field(default=60000.0, metadata=check(positive))
+    soc_pct: float = field(default=40.0, metadata=check(non_negative))
+    tick_interval_s: float = field(default=0.1, metadata=check(positive))
+    meter_fault_after_s: float = field(default=5.0, metadata=check(positive))
 
 
 @dataclass(frozen=True)
@@ -117,7 +106,7 @@ class EvseConfig:
     contactor: BackendConfig
     pilot: BackendConfig
     token_reader: BackendConfig | None = None
-    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    max_current_a: float = field(default=32.0, metadata=check(positive))
     phases: int = 3
 
 
@@ -290,7 +279,7 @@ class _EvseScalars:
     """The plain keys of an [[evse]] table (the role tables are parsed apart)."""
 
     id: int
-    max_current_a: float = field(default=32.0, metadata=_check(_positive))
+    max_current_a: float = field(default=32.0, metadata=check(positive))
     phases: int = 3
 
 

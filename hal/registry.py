@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hal.options import check, non_negative, positive
+
 if TYPE_CHECKING:
     from hal.modbus.bus import ModbusRtuLines
 
@@ -146,20 +148,6 @@ class Registry:
 # --- built-in backends ---------------------------------------------------------------
 
 
-def check(fn: Callable[[Any], str | None]) -> dict[str, Any]:
-    """Field metadata for an options dataclass: ``fn(value)`` returns the problem
-    (e.g. "must be > 0") or None. The config loader reports it with the key."""
-    return {"check": fn}
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
 def _tcp_port(value: Any) -> str | None:
     return None if 1 <= value <= 65535 else "must be a TCP port (1-65535)"
 
@@ -211,11 +199,11 @@ class ModbusTcpMeterOptions:
     port: int = field(default=502, metadata=check(_tcp_port))
     device_id: int = field(default=1, metadata=check(_modbus_device_id))
     model: str = field(default="sdm630", metadata=check(_meter_model))
-    poll_interval_s: float = field(default=1.0, metadata=check(_positive))
-    timeout_s: float = field(default=1.0, metadata=check(_positive))
-    fault_after_s: float = field(default=5.0, metadata=check(_positive))
-    frozen_after_s: float = field(default=5.0, metadata=check(_positive))
-    frozen_min_energy_wh: float = field(default=10.0, metadata=check(_non_negative))
+    poll_interval_s: float = field(default=1.0, metadata=check(positive))
+    timeout_s: float = field(default=1.0, metadata=check(positive))
+    fault_after_s: float = field(default=5.0, metadata=check(positive))
+    frozen_after_s: float = field(default=5.0, metadata=check(positive))
+    frozen_min_energy_wh: float = field(default=10.0, metadata=check(non_negative))
 
 
 @dataclass(frozen=True)
@@ -232,13 +220,13 @@ class ModbusRtuMeterOptions:
     parity: str = field(default="N", metadata=check(_parity))
     stopbits: int = field(default=1, metadata=check(_stopbits))
     bytesize: int = field(default=8, metadata=check(_bytesize))
-    timeout_s: float = field(default=0.5, metadata=check(_positive))
+    timeout_s: float = field(default=0.5, metadata=check(positive))
     device_id: int = field(default=1, metadata=check(_modbus_device_id))
     model: str = field(default="sdm630", metadata=check(_meter_model))
-    poll_interval_s: float = field(default=1.0, metadata=check(_positive))
-    fault_after_s: float = field(default=5.0, metadata=check(_positive))
-    frozen_after_s: float = field(default=5.0, metadata=check(_positive))
-    frozen_min_energy_wh: float = field(default=10.0, metadata=check(_non_negative))
+    poll_interval_s: float = field(default=1.0, metadata=check(positive))
+    fault_after_s: float = field(default=5.0, metadata=check(positive))
+    frozen_after_s: float = field(default=5.0, metadata=check(positive))
+    frozen_min_energy_wh: float = field(default=10.0, metadata=check(non_negative))
 
 
 @dataclass(frozen=True)
@@ -249,7 +237,7 @@ class GpioContactorOptions:
     feedback_pin: int | str | None = None
     coil_active_high: bool = True
     feedback_active_high: bool = True
-    feedback_settle_s: float = field(default=0.1, metadata=check(_positive))
+    feedback_settle_s: float = field(default=0.1, metadata=check(positive))
 
 
 def _build_modbus_tcp_meter(options: ModbusTcpMeterOptions, ctx: BackendContext) -> object:
