@@ -1,14 +1,26 @@
 """Deciding whether an id token may charge (version-neutral).
 
-Order (OCPP 1.6 3.5): with LocalPreAuthorize a cached Accepted starts at once;
-online, the CSMS decides and the answer is cached; offline, LocalAuthorizeOffline
-lets a cached Accepted charge, and AllowOfflineTxForUnknownId lets an unknown
-token charge. Everything else is refused.
+Order (OCPP 1.6 3.5):
+
+1. Local Authorization List (when attached and enabled): a tag in the list is
+   decided by its entry alone, online or offline, with no CSMS round trip.
+   Accepted charges; Blocked, Expired (including an entry past its expiry) and
+   Invalid are refused. This is a deliberate simplification of 1.6, which
+   would still send Authorize.req for a listed tag when online and
+   LocalPreAuthorize is false: the list is the CSMS's own statement about the
+   tag, so asking again adds a round trip and no information. List
+   identifiers are never put into the cache.
+2. With LocalPreAuthorize a cached Accepted starts at once.
+3. Online, the CSMS decides and the answer is cached.
+4. Offline, LocalAuthorizeOffline lets a cached verdict stand, and
+   AllowOfflineTxForUnknownId lets an unknown token charge. Everything else is
+   refused.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -43,21 +55,54 @@ class OnlineAuthorizer(Protocol):
         ...
 
 
+class LocalList(Protocol):
+    """Lookup side of the Local Authorization List (``local_list.LocalAuthList``)."""
+
+    async def get(self, id_tag: str, now_utc: datetime) -> IdTagInfo | None:
+        """The entry of ``id_tag`` (any case) at ``now_utc``; None when not listed.
+
+        An entry past its expiry reads ``EXPIRED``.
+        """
+        ...
+
+
 class Authorizer:
-    """Authorizes id tokens using the CSMS when online and the cache otherwise."""
+    """Authorizes id tokens: local list first, then cache and CSMS (see the module doc)."""
 
     def __init__(self, settings: Settings, cache: AuthCache, clock: Clock) -> None:
         self._settings = settings
         self._cache = cache
         self._clock = clock
         self._online: OnlineAuthorizer | None = None
+        self._local_list: LocalList | None = None
+        self._local_list_enabled: Callable[[], bool] = lambda: False
 
     def attach(self, online: OnlineAuthorizer | None) -> None:
         """Set (or with None, remove) the CSMS link used for online checks."""
         self._online = online
 
+    def attach_local_list(self, local_list: LocalList | None, enabled: Callable[[], bool]) -> None:
+        """Consult ``local_list`` before the cache and the CSMS (None removes it).
+
+        Args:
+            local_list: The Local Authorization List, or None for no list.
+            enabled: Read on every decision; False makes the list invisible
+                (``LocalAuthListEnabled``), so tags are then decided, and
+                cached, as if it were absent.
+        """
+        self._local_list = local_list
+        self._local_list_enabled = enabled
+
     async def authorize(self, id_tag: str) -> AuthorizationStatus:
-        """The verdict for ``id_tag``; never raises for network problems."""
+        """The verdict for ``id_tag``; never raises for network problems.
+
+        A tag in the enabled local list gets its list status without asking
+        the CSMS. Database errors (``StoreError``, ``sqlite3.Error``) propagate.
+        """
+        listed = await self._listed(id_tag)
+        if listed is not None:
+            log.info("%s from the local list: %s", id_tag, listed.status)
+            return listed.status
         cache_on = self._settings.get_bool("authorization_cache_enabled")
         cached = await self._cache.get(id_tag, self._clock.now()) if cache_on else None
         if cached == AuthorizationStatus.ACCEPTED and self._settings.get_bool(
@@ -84,11 +129,24 @@ class Authorizer:
         return AuthorizationStatus.INVALID
 
     async def remember(self, id_tag: str, info: IdTagInfo) -> None:
-        """Update the cache with a verdict from the CSMS (Authorize, Start/Stop answers)."""
-        if self._settings.get_bool("authorization_cache_enabled"):
+        """Update the cache with a verdict from the CSMS (Authorize, Start/Stop answers).
+
+        Skipped when the cache is disabled, and for a tag in the enabled local
+        list: list identifiers never enter the cache (OCPP 1.6 3.5).
+        """
+        if not self._settings.get_bool("authorization_cache_enabled"):
+            return
+        if await self._listed(id_tag) is None:
             await self._cache.put(
                 id_tag, info.status, info.expiry, info.parent_id_tag, self._clock.now()
             )
 
     async def clear_cache(self) -> None:
+        """Empty the authorization cache (ClearCache); the local list is untouched."""
         await self._cache.clear()
+
+    async def _listed(self, id_tag: str) -> IdTagInfo | None:
+        local_list = self._local_list
+        if local_list is None or not self._local_list_enabled():
+            return None
+        return await local_list.get(id_tag, self._clock.now())

@@ -82,7 +82,25 @@ CREATE TABLE auth_cache (
 CREATE INDEX auth_cache_by_updated ON auth_cache (updated);
 """
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, _SCHEMA_V1),)
+# v2: the Local Authorization List (OCPP 1.6 3.5.3 / 5.15, 2.0.1 block D). Entries are
+# only ever changed by a whole SendLocalList update; the single-row version table holds
+# the list version the CSMS last sent (0 = no list installed).
+_SCHEMA_V2: Final = """
+CREATE TABLE local_auth_list (
+    id_tag        TEXT PRIMARY KEY NOT NULL,     -- upper case
+    status        TEXT NOT NULL,
+    expiry        TEXT,                          -- ISO 8601 UTC
+    parent_id_tag TEXT
+);
+
+CREATE TABLE local_auth_list_version (
+    id      INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),   -- exactly one row
+    version INTEGER NOT NULL CHECK (version >= 0)
+);
+INSERT INTO local_auth_list_version (id, version) VALUES (1, 0);
+"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, _SCHEMA_V1), Migration(2, _SCHEMA_V2))
 """The schema steps this software knows, oldest first."""
 
 
