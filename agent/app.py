@@ -44,6 +44,7 @@ from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
 from agent.sd_notify import notify, watchdog_interval_s
 from agent.settings import Settings
+from agent.smart_charging.service import SmartChargingService
 from agent.station import AVAILABILITY_KEY, ResetKind, Station
 from agent.transactions.journal import TransactionJournal
 from hal.faults import HalError
@@ -139,6 +140,7 @@ class App:
         tasks: list[asyncio.Task[Any]] = []
         parts: dict[int, _EvseParts] = {}
         sim_server: SimControlServer | None = None
+        smart_charging: SmartChargingService | None = None
         try:
             settings_store = SettingsStore(store)
             persisted = await settings_store.load()
@@ -178,6 +180,21 @@ class App:
                     ventilation_available=cfg.station.ventilation_available,
                 )
             await station.recover_interrupted()
+            smart_charging = SmartChargingService(
+                controllers=controllers,
+                settings_store=settings_store,
+                clock=self.clock,
+                nominal_voltage_v=cfg.station.nominal_voltage_v,
+                phases_by_evse={e.id: e.phases for e in cfg.evses},
+                max_current_a_by_evse={
+                    0: cfg.station.max_current_a,
+                    **{e.id: min(e.max_current_a, cfg.station.max_current_a) for e in cfg.evses},
+                },
+                subscribe_tx=station.subscribe_tx_messages,
+            )
+            # limits are in force before the controllers run (they survive a reboot)
+            await smart_charging.start()
+            station.smart_charging = smart_charging
             adapter = V16Adapter(
                 station=station,
                 settings=settings,
@@ -229,6 +246,8 @@ class App:
                 # Not on Reset: the process re-executes itself with the same PID and
                 # says READY=1 again; STOPPING=1 would make systemd kill it.
                 notify("STOPPING=1")
+            if smart_charging is not None:
+                await smart_charging.stop()
             # controllers first: they open the contactors
             for task in reversed(tasks):
                 task.cancel()

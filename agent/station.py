@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from agent.authorization.authorizer import Authorizer
 from agent.clock import Clock
@@ -18,6 +19,9 @@ from agent.evse import charger
 from agent.evse.controller import EvseController
 from agent.persistence.settings_store import SettingsStore
 from agent.transactions.journal import TransactionJournal, TxRecord
+
+if TYPE_CHECKING:
+    from agent.smart_charging.service import SmartChargingService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,11 @@ class Station:
         authorizer: For ClearCache and CSMS verdicts.
         clock: Time source.
         request_restart: Called with the reset kind once transactions are stopped.
+        availability: Persisted availability by EVSE id (0 = station).
+
+    Attributes:
+        smart_charging: The charging-profile service, once the composition root has
+            attached it (None = the station does no smart charging).
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class Station:
         self._operative = {0: True, **{i: True for i in controllers}, **(availability or {})}
         self._listeners: list[StatusListener] = []
         self._tx_listeners: list[Callable[[], None]] = []
+        self.smart_charging: SmartChargingService | None = None
 
     # ------------------------------------------------------------ status
 

@@ -103,7 +103,7 @@ async def test_unknown_action_is_not_implemented(csms: CsmsEmulator, agent: Runn
                 "reservationId": 1,
             },
         ),
-        ("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {}}),
+        ("CancelReservation", {"reservationId": 1}),
     ],
 )
 async def test_known_but_unsupported_action_is_not_supported(

@@ -238,7 +238,7 @@ def test_find_unknown(name: str) -> None:
         ),
         pytest.param(
             "SupportedFeatureProfiles",
-            KeyValue("SupportedFeatureProfiles", True, "Core,RemoteTrigger"),
+            KeyValue("SupportedFeatureProfiles", True, "Core,RemoteTrigger,SmartCharging"),
             id="profiles",
         ),
         # write-only secret: no value

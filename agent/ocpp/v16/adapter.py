@@ -1,4 +1,5 @@
-"""OCPP 1.6J adapter: projects the station core onto OCPP 1.6 (Core profile).
+"""OCPP 1.6J adapter: projects the station core onto OCPP 1.6 (Core, RemoteTrigger,
+SmartCharging).
 
 One ``V16Adapter`` lives as long as the agent; each WebSocket connection gets a
 fresh ``_Session`` (an ``ocpp.v16.ChargePoint`` plus the tasks that send our
@@ -35,11 +36,12 @@ from ocpp.v16.enums import Action
 from websockets.exceptions import ConnectionClosed
 
 from agent.authorization.authorizer import Authorizer, IdTagInfo
-from agent.clock import Clock, parse_iso
+from agent.clock import Clock, parse_iso, to_iso
 from agent.events import AuthorizationStatus, EvseStatusChanged, ReadingContext, StopReason
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
-from agent.ocpp.v16 import keys, mapping
+from agent.ocpp.v16 import charging, keys, mapping
 from agent.settings import Settings
+from agent.smart_charging import ChargingProfile, Purpose
 from agent.station import ResetKind, Station
 from agent.transactions.journal import QueuedTxMessage, TransactionJournal
 
@@ -277,6 +279,28 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         # 1.6 5.17: the requested message follows the TriggerMessage answer
         if self.session.can_trigger(requested_message, connector_id):
             self.session.spawn(self.session.send_triggered(requested_message, connector_id))
+
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: Any) -> Any:
+        return await self.session.set_charging_profile(connector_id, cs_charging_profiles)
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(
+        self,
+        id: int | None = None,
+        connector_id: int | None = None,
+        charging_profile_purpose: str | None = None,
+        stack_level: int | None = None,
+    ) -> Any:
+        return await self.session.clear_charging_profile(
+            id, connector_id, charging_profile_purpose, stack_level
+        )
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(
+        self, connector_id: int, duration: int, charging_rate_unit: str | None = None
+    ) -> Any:
+        return self.session.get_composite_schedule(connector_id, duration, charging_rate_unit)
 
     @on(Action.data_transfer)
     def on_data_transfer(
@@ -663,15 +687,114 @@ class _Session:
         result = call_result_cls("RemoteStartTransaction")
         if not self.accepted or connector_id == 0:
             return result(status="Rejected")  # not while Pending (1.6 4.2)
+        station = self.adapter.station
+        tx_profile = None
         if profile is not None:
-            log.warning("RemoteStartTransaction profile ignored: SmartCharging not supported yet")
-        ok = self.adapter.station.remote_start(
+            tx_profile = self._remote_start_profile(connector_id, profile)
+            if tx_profile is None:
+                return result(status="Rejected")
+        ok = station.remote_start(
             connector_id,
             id_tag,
             authorize=self.adapter.settings.get_bool("authorize_remote_tx_requests"),
             remote_start_id=None,
         )
+        if ok and tx_profile is not None and station.smart_charging is not None:
+            station.smart_charging.expect_tx_profile(tx_profile.evse_id, id_tag, tx_profile)
         return result(status="Accepted" if ok else "Rejected")
+
+    def _remote_start_profile(self, connector_id: int | None, raw: Any) -> ChargingProfile | None:
+        """The TxProfile of a RemoteStartTransaction, or None when it must be Rejected
+        (not a TxProfile, no smart charging, malformed, or no single connector)."""
+        station = self.adapter.station
+        if connector_id is None and len(station.controllers) == 1:
+            connector_id = next(iter(station.controllers))
+        if station.smart_charging is None or connector_id is None:
+            return None
+        try:
+            profile = charging.profile_from_16(connector_id, raw, now=self.adapter.clock.now())
+        except ValueError as e:
+            log.warning("RemoteStartTransaction chargingProfile unusable: %s", e)
+            return None
+        return profile if profile.purpose is Purpose.TX else None
+
+    # ------------------------------------------------------ smart charging
+
+    async def set_charging_profile(self, connector_id: int, raw: Any) -> Any:
+        """SetChargingProfile (1.6 §5.16): Accepted once installed and persisted."""
+        result = call_result_cls("SetChargingProfile")
+        service = self.adapter.station.smart_charging
+        if service is None:
+            return result(status="NotSupported")
+        try:
+            profile = charging.profile_from_16(connector_id, raw, now=self.adapter.clock.now())
+        except ValueError as e:
+            log.warning("SetChargingProfile rejected: %s", e)
+            return result(status="Rejected")
+        if not await self._tx_id_matches(profile):
+            log.warning(
+                "SetChargingProfile rejected: transactionId %s not running on %d",
+                profile.transaction_id,
+                connector_id,
+            )
+            return result(status="Rejected")
+        outcome = await service.install(profile)
+        if not outcome.accepted:
+            log.warning("SetChargingProfile rejected: %s", "; ".join(outcome.problems))
+        return result(status="Accepted" if outcome.accepted else "Rejected")
+
+    async def _tx_id_matches(self, profile: ChargingProfile) -> bool:
+        """A TxProfile naming a transactionId must name the one running on its connector."""
+        if profile.purpose is not Purpose.TX or profile.transaction_id is None:
+            return True
+        ctl = self.adapter.station.controllers.get(profile.evse_id)
+        if ctl is None or ctl.transaction is None:
+            return True  # validation rejects it with the reason
+        tx_id = ctl.transaction.tx_id
+        known = {str(k) for k, v in self.answered_starts.items() if v == tx_id}
+        record = await self.adapter.journal.get(tx_id)
+        if record is not None and record.csms_tx_id is not None:
+            known.add(str(record.csms_tx_id))
+        return profile.transaction_id in known
+
+    async def clear_charging_profile(
+        self,
+        profile_id: int | None,
+        connector_id: int | None,
+        purpose: str | None,
+        stack_level: int | None,
+    ) -> Any:
+        """ClearChargingProfile (1.6 §5.5, errata 3.25): Accepted or Unknown."""
+        result = call_result_cls("ClearChargingProfile")
+        service = self.adapter.station.smart_charging
+        if service is None:
+            return result(status="Unknown")
+        try:
+            criteria = charging.clear_criteria_from_16(
+                profile_id, connector_id, purpose, stack_level
+            )
+        except ValueError:
+            return result(status="Unknown")
+        cleared = await service.clear(criteria)
+        return result(status="Accepted" if cleared else "Unknown")
+
+    def get_composite_schedule(self, connector_id: int, duration_s: int, unit: str | None) -> Any:
+        """GetCompositeSchedule (1.6 §5.7): the schedule from now, or Rejected."""
+        result = call_result_cls("GetCompositeSchedule")
+        service = self.adapter.station.smart_charging
+        if service is None:
+            return result(status="Rejected")
+        try:
+            schedule = service.composite(connector_id, duration_s, charging.rate_unit_from_16(unit))
+        except ValueError as e:
+            log.info("GetCompositeSchedule rejected: %s", e)
+            return result(status="Rejected")
+        return result(
+            status="Accepted",
+            connector_id=connector_id,
+            schedule_start=to_iso(schedule.start),
+            charging_schedule=charging.composite_to_16(schedule),
+        )
 
     async def remote_stop(self, transaction_id: int) -> Any:
         result = call_result_cls("RemoteStopTransaction")

@@ -13,11 +13,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.settings import SettingError, Settings, SettingValue, definition
+from agent.smart_charging import RateUnit
+from agent.smart_charging.service import (
+    MAX_PERIODS,
+    MAX_PROFILES_INSTALLED,
+    MAX_STACK_LEVEL,
+    SUPPORTED_UNITS,
+)
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
-FEATURE_PROFILES = ("Core", "RemoteTrigger")
+FEATURE_PROFILES = ("Core", "RemoteTrigger", "SmartCharging")
+
+
+_UNIT_NAMES = {RateUnit.A: "Current", RateUnit.W: "Power"}
+"""1.6 ChargingScheduleAllowedChargingRateUnit spelling of each rate unit."""
 
 
 class ChangeResult(StrEnum):
@@ -51,6 +62,12 @@ KEYS: tuple[Key, ...] = (
     Key("AllowOfflineTxForUnknownId", "allow_offline_tx_for_unknown_id"),
     Key("AuthorizationCacheEnabled", "authorization_cache_enabled"),
     Key("AuthorizeRemoteTxRequests", "authorize_remote_tx_requests"),
+    Key("ChargeProfileMaxStackLevel", computed=lambda _: str(MAX_STACK_LEVEL)),
+    Key(
+        "ChargingScheduleAllowedChargingRateUnit",
+        computed=lambda _: ",".join(_UNIT_NAMES[u] for u in SUPPORTED_UNITS),
+    ),
+    Key("ChargingScheduleMaxPeriods", computed=lambda _: str(MAX_PERIODS)),
     Key("ClockAlignedDataInterval", "clock_aligned_data_interval_s"),
     Key("ConnectionTimeOut", "connection_timeout_s"),
     Key("ConnectorPhaseRotation", "connector_phase_rotation"),
@@ -58,6 +75,7 @@ KEYS: tuple[Key, ...] = (
     Key("HeartbeatInterval", "heartbeat_interval_s"),
     Key("LocalAuthorizeOffline", "local_authorize_offline"),
     Key("LocalPreAuthorize", "local_pre_authorize"),
+    Key("MaxChargingProfilesInstalled", computed=lambda _: str(MAX_PROFILES_INSTALLED)),
     Key("MeterValuesAlignedData", "meter_values_aligned_data"),
     Key("MeterValuesAlignedDataMaxLength", computed=lambda _: str(CSL_MAX_LENGTH)),
     Key("MeterValuesSampledData", "meter_values_sampled_data"),

@@ -1,0 +1,170 @@
+"""Pure mapping between OCPP 1.6 smart-charging payloads and the neutral engine types.
+
+The ``ocpp`` library hands nested request fields over as snake_case dicts
+(``charging_schedule``, ``charging_schedule_period``, ``start_period``) and turns
+snake_case dicts in our answers back into camelCase. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agent.clock import parse_iso, to_iso
+from agent.smart_charging.composite import CompositeSchedule
+from agent.smart_charging.profiles import (
+    ChargingProfile,
+    ChargingSchedule,
+    ClearCriteria,
+    Kind,
+    Purpose,
+    RateUnit,
+    Recurrency,
+    SchedulePeriod,
+)
+
+
+def profile_from_16(connector_id: int, raw: Any, *, now: datetime) -> ChargingProfile:
+    """Map a 1.6 ``csChargingProfiles`` / RemoteStart ``chargingProfile`` onto the engine.
+
+    Args:
+        connector_id: The connector the request names (0 = the whole station).
+        raw: The profile as the library hands it (snake_case dict).
+        now: Time of receipt: the start of an Absolute schedule without
+            ``startSchedule`` (1.6 leaves it open; the engine needs one).
+
+    Returns:
+        The profile; ``transactionId`` becomes its decimal text.
+
+    Raises:
+        ValueError: A field is missing, has the wrong type or an unknown value; the
+            message names the field.
+    """
+    try:
+        data = _dict(raw, "csChargingProfiles")
+        sched = _dict(data["charging_schedule"], "chargingSchedule")
+        kind = Kind(data["charging_profile_kind"])
+        start = _opt_time(sched.get("start_schedule"), "startSchedule")
+        if start is None and kind is Kind.ABSOLUTE:
+            start = now
+        periods = tuple(
+            SchedulePeriod(
+                start_period_s=_int(p["start_period"], "startPeriod"),
+                limit=_number(p["limit"], "limit"),
+                number_phases=_opt_int(p.get("number_phases"), "numberPhases"),
+            )
+            for p in (_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"])
+        )
+        recurrency = data.get("recurrency_kind")
+        min_rate = sched.get("min_charging_rate")
+        tx_id = data.get("transaction_id")
+        return ChargingProfile(
+            profile_id=_int(data["charging_profile_id"], "chargingProfileId"),
+            stack_level=_int(data["stack_level"], "stackLevel"),
+            purpose=Purpose(data["charging_profile_purpose"]),
+            kind=kind,
+            schedule=ChargingSchedule(
+                rate_unit=RateUnit(sched["charging_rate_unit"]),
+                periods=periods,
+                start_schedule=start,
+                duration_s=_opt_int(sched.get("duration"), "duration"),
+                min_charging_rate=None
+                if min_rate is None
+                else _number(min_rate, "minChargingRate"),
+            ),
+            evse_id=connector_id,
+            recurrency=None if recurrency is None else Recurrency(recurrency),
+            valid_from=_opt_time(data.get("valid_from"), "validFrom"),
+            valid_to=_opt_time(data.get("valid_to"), "validTo"),
+            transaction_id=None if tx_id is None else str(_int(tx_id, "transactionId")),
+        )
+    except KeyError as exc:
+        raise ValueError(f"missing field {exc}") from None
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def clear_criteria_from_16(
+    profile_id: int | None,
+    connector_id: int | None,
+    purpose: str | None,
+    stack_level: int | None,
+) -> ClearCriteria:
+    """ClearChargingProfile fields -> criteria (id wins; the others are ANDed).
+
+    Raises:
+        ValueError: ``purpose`` is not a 1.6 purpose.
+    """
+    return ClearCriteria(
+        profile_id=profile_id,
+        evse_id=connector_id,
+        purpose=None if purpose is None else Purpose(purpose),
+        stack_level=stack_level,
+    )
+
+
+def rate_unit_from_16(unit: str | None) -> RateUnit:
+    """GetCompositeSchedule ``chargingRateUnit`` (absent = amperes).
+
+    Raises:
+        ValueError: not ``A`` or ``W``.
+    """
+    return RateUnit.A if unit is None else RateUnit(unit)
+
+
+def composite_to_16(schedule: CompositeSchedule) -> dict[str, Any]:
+    """A composite schedule as the GetCompositeSchedule ``chargingSchedule`` (snake_case).
+
+    Periods without a limit are left out of the answer's limits by the caller's choice:
+    here every period must carry one (the service fills gaps with the hardware limit).
+
+    Raises:
+        ValueError: a period has no limit.
+    """
+    periods: list[dict[str, Any]] = []
+    for period in schedule.periods:
+        if period.limit is None:
+            raise ValueError(f"period at {period.start_period_s} s has no limit")
+        item: dict[str, Any] = {"start_period": period.start_period_s, "limit": period.limit}
+        if period.number_phases is not None:
+            item["number_phases"] = period.number_phases
+        periods.append(item)
+    return {
+        "duration": schedule.duration_s,
+        "start_schedule": to_iso(schedule.start),
+        "charging_rate_unit": schedule.rate_unit.value,
+        "charging_schedule_period": periods,
+    }
+
+
+def _dict(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name}: expected an object, got {value!r}")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    return None if value is None else _int(value, name)
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _opt_time(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a date-time string, got {value!r}")
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ValueError(f"{name}: not a date-time: {value!r}") from None
