@@ -26,6 +26,7 @@ from typing import Any
 from agent import __version__
 from agent.authorization.authorizer import Authorizer
 from agent.authorization.cache import AuthCache
+from agent.authorization.local_list import LocalAuthList
 from agent.clock import Clock
 from agent.config import (
     SIM_BACKEND,
@@ -147,6 +148,10 @@ class App:
             settings = Settings(settings_store, persisted, cfg.ocpp)
             journal = TransactionJournal(store)
             authorizer = Authorizer(settings, AuthCache(store), self.clock)
+            local_list = LocalAuthList(store)
+            authorizer.attach_local_list(
+                local_list, lambda: settings.get_bool("local_auth_list_enabled")
+            )
             for evse_cfg in cfg.evses:
                 parts[evse_cfg.id] = await self._build_evse(evse_cfg)
             availability = {
@@ -209,6 +214,7 @@ class App:
                 ),
                 call_timeout_s=cfg.csms.call_timeout_s,
                 boot_retry_s=cfg.csms.boot_retry_s,
+                local_list=local_list,
                 trace=self.trace,
             )
             self.adapter = adapter

@@ -112,6 +112,7 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("authorize_remote_tx_requests", False),
     SettingDef("allow_offline_tx_for_unknown_id", False),
     SettingDef("authorization_cache_enabled", True),
+    SettingDef("local_auth_list_enabled", True),
     SettingDef("websocket_ping_interval_s", 30, min_value=0),
     SettingDef("connector_phase_rotation", "0.RST,1.RST"),
     SettingDef("minimum_status_duration_s", 0, min_value=0),

@@ -549,7 +549,9 @@ async def test_get_configuration_of_all_keys(csms: CsmsEmulator, start_app: Star
         "readonly": True,
         "value": "1",
     }
-    assert by_key["SupportedFeatureProfiles"]["value"] == "Core,RemoteTrigger,SmartCharging"
+    assert by_key["SupportedFeatureProfiles"]["value"] == (
+        "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+    )
     assert by_key["HeartbeatInterval"]["readonly"] is False
     assert "0123456789abcdef" not in repr(items)
 

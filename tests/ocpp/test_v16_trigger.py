@@ -99,4 +99,6 @@ async def test_supported_feature_profiles_lists_remote_trigger(
     await start_app(csms)
     await registered(csms)
     answer = await csms.call(CP, call.GetConfiguration(key=["SupportedFeatureProfiles"]))
-    assert answer.configuration_key[0]["value"] == "Core,RemoteTrigger,SmartCharging"
+    assert answer.configuration_key[0]["value"] == (
+        "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+    )

@@ -238,7 +238,11 @@ def test_find_unknown(name: str) -> None:
         ),
         pytest.param(
             "SupportedFeatureProfiles",
-            KeyValue("SupportedFeatureProfiles", True, "Core,RemoteTrigger,SmartCharging"),
+            KeyValue(
+                "SupportedFeatureProfiles",
+                True,
+                "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging",
+            ),
             id="profiles",
         ),
         # write-only secret: no value

@@ -36,6 +36,7 @@ from ocpp.v16.enums import Action
 from websockets.exceptions import ConnectionClosed
 
 from agent.authorization.authorizer import Authorizer, IdTagInfo
+from agent.authorization.local_list import ListEntry, LocalAuthList, UpdateStatus, UpdateType
 from agent.clock import Clock, parse_iso, to_iso
 from agent.events import AuthorizationStatus, EvseStatusChanged, ReadingContext, StopReason
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
@@ -107,6 +108,7 @@ class V16Adapter:
         boot: Identity for BootNotification.
         boot_retry_s: Retry delay after Pending/Rejected when the CSMS gives interval 0.
         trace: Optional raw-frame hook (demo timeline, diagnostics).
+        local_list: The Local Authorization List (SendLocalList / GetLocalListVersion).
     """
 
     subprotocol = SUBPROTOCOL
@@ -123,6 +125,7 @@ class V16Adapter:
         call_timeout_s: float = 30.0,
         boot_retry_s: float = 30.0,
         trace: Trace | None = None,
+        local_list: LocalAuthList | None = None,
     ) -> None:
         self.station = station
         self.settings = settings
@@ -133,6 +136,7 @@ class V16Adapter:
         self.call_timeout_s = call_timeout_s
         self.boot_retry_s = boot_retry_s
         self.trace = trace
+        self.local_list = local_list
         self.outbox = OutboxDelivery(journal, settings)
         self._pending_status: dict[int, EvseStatusChanged] = {}
         self._status_event = asyncio.Event()
@@ -301,6 +305,24 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         self, connector_id: int, duration: int, charging_rate_unit: str | None = None
     ) -> Any:
         return self.session.get_composite_schedule(connector_id, duration, charging_rate_unit)
+
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self) -> Any:
+        return call_result_cls("GetLocalListVersion")(
+            list_version=await self.session.local_list_version()
+        )
+
+    @on(Action.send_local_list)
+    async def on_send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+    ) -> Any:
+        status = await self.session.send_local_list(
+            list_version, update_type, local_authorization_list or []
+        )
+        return call_result_cls("SendLocalList")(status=status)
 
     @on(Action.data_transfer)
     def on_data_transfer(
@@ -717,6 +739,40 @@ class _Session:
             log.warning("RemoteStartTransaction chargingProfile unusable: %s", e)
             return None
         return profile if profile.purpose is Purpose.TX else None
+
+    # ------------------------------------------------------ local list
+
+    def _local_list_enabled(self) -> bool:
+        return self.adapter.local_list is not None and self.adapter.settings.get_bool(
+            "local_auth_list_enabled"
+        )
+
+    async def local_list_version(self) -> int:
+        """GetLocalListVersion (1.6 5.10): -1 when the list is not enabled."""
+        if not self._local_list_enabled():
+            return -1
+        assert self.adapter.local_list is not None
+        return await self.adapter.local_list.version()
+
+    async def send_local_list(
+        self, version: int, update_type: str, raw_entries: list[dict[str, Any]]
+    ) -> str:
+        """SendLocalList (1.6 5.15): the UpdateStatus; NotSupported when not enabled."""
+        local_list = self.adapter.local_list
+        if local_list is None or not self._local_list_enabled():
+            return UpdateStatus.NOT_SUPPORTED.value
+        entries = [
+            ListEntry(
+                str(entry.get("id_tag", "")),
+                _id_tag_info(entry["id_tag_info"]) if entry.get("id_tag_info") else None,
+            )
+            for entry in raw_entries
+        ]
+        status = await local_list.update(version, UpdateType(update_type), entries)
+        log.info(
+            "SendLocalList %s v%d (%d entries): %s", update_type, version, len(entries), status
+        )
+        return status.value
 
     # ------------------------------------------------------ smart charging
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.authorization.local_list import DEFAULT_MAX_LENGTH as LOCAL_LIST_MAX_LENGTH
+from agent.authorization.local_list import DEFAULT_SEND_MAX_LENGTH as SEND_LOCAL_LIST_MAX_LENGTH
 from agent.settings import SettingError, Settings, SettingValue, definition
 from agent.smart_charging import RateUnit
 from agent.smart_charging.service import (
@@ -24,7 +26,7 @@ from agent.smart_charging.service import (
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
-FEATURE_PROFILES = ("Core", "RemoteTrigger", "SmartCharging")
+FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger", "SmartCharging")
 
 
 _UNIT_NAMES = {RateUnit.A: "Current", RateUnit.W: "Power"}
@@ -76,6 +78,9 @@ KEYS: tuple[Key, ...] = (
     Key("LocalAuthorizeOffline", "local_authorize_offline"),
     Key("LocalPreAuthorize", "local_pre_authorize"),
     Key("MaxChargingProfilesInstalled", computed=lambda _: str(MAX_PROFILES_INSTALLED)),
+    Key("LocalAuthListEnabled", "local_auth_list_enabled"),
+    Key("LocalAuthListMaxLength", computed=lambda _: str(LOCAL_LIST_MAX_LENGTH)),
+    Key("SendLocalListMaxLength", computed=lambda _: str(SEND_LOCAL_LIST_MAX_LENGTH)),
     Key("MeterValuesAlignedData", "meter_values_aligned_data"),
     Key("MeterValuesAlignedDataMaxLength", computed=lambda _: str(CSL_MAX_LENGTH)),
     Key("MeterValuesSampledData", "meter_values_sampled_data"),
