@@ -306,3 +306,17 @@ async def test_tx_profile_ends_with_its_transaction(
     # the next session is not limited by the ended transaction's profile
     await charging(csms, agent, "SC-B")
     assert pwm_duty(agent) == pytest.approx(53.3)
+
+
+@pytest.mark.parametrize(("limit_a", "duty_pct"), [(10.5, 17.5), (10.0, 16.6)])
+async def test_fractional_limits_are_accepted(
+    csms: CsmsEmulator, start_app: StartApp, limit_a: float, duty_pct: float
+) -> None:
+    # The ocpp library hands SetChargingProfile numbers over as Decimal (it parses the
+    # payload that way for the one-decimal schema check); 10.5 and 10.0 must work.
+    agent = await start_app(csms)
+    await registered(csms)
+    await charging(csms, agent)
+    assert await set_profile(csms, 1, profile(11, [(0, limit_a)], kind="Relative")) == "Accepted"
+    await agent.app.wait_status(1, "Charging")
+    assert pwm_duty(agent) == duty_pct

@@ -8,6 +8,7 @@ snake_case dicts in our answers back into camelCase. Nothing here does I/O.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from agent.clock import parse_iso, to_iso
@@ -154,7 +155,9 @@ def _opt_int(value: Any, name: str) -> int | None:
 
 
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # The ocpp library parses SetChargingProfile and RemoteStartTransaction with
+    # Decimal floats (for the schema's one-decimal check), so limits arrive as Decimal.
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise TypeError(f"{name}: expected a number, got {value!r}")
     return float(value)
 
