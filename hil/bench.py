@@ -18,6 +18,10 @@ Keys:
     roundtrip_floor_msgs_per_s: a bare ``ocpp`` ChargePoint sending the same
         messages to the same emulator in the same run.
     replay_ratio: replay / floor.
+    profile_to_duty_ms_p50: SetChargingProfile sent by the CSMS while charging until
+        the PWM duty changed.
+    composite_schedule_us_p50: the composite schedule of 42 stacked profiles over the
+        three purposes (24 h, 8 periods each).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from hil.csms import CP_TO_CSMS, CsmsEmulator
 
 SAFETY_TRIALS = 200
 REMOTE_START_TRIALS = 30
+PROFILE_TRIALS = 30
+COMPOSITE_TRIALS = 200
 REPLAY_MESSAGES = 10_000
 WARMUP_MESSAGES = 2_000
 RSS_WINDOW_S = 60.0
@@ -132,13 +138,94 @@ async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[s
             )
             start_ms.append((await until(rig.coil_is_on) - t0) * 1000)
         progress(f"remote start: {REMOTE_START_TRIALS} trials")
+
+        # SetChargingProfile (a TxDefaultProfile alternating 10 A / 16 A) sent by the
+        # CSMS while charging, until the PWM duty the EV sees has changed
+        duty_ms: list[float] = []
+        for trial in range(PROFILE_TRIALS):
+            limit_a = 10.0 if trial % 2 == 0 else 16.0
+            before = rig.pilot.output.duty_pct
+            t0 = time.perf_counter()
+            await csms.call("BENCH-CP", _tx_default_profile(limit_a))
+            duty_ms.append(
+                (await until(lambda b=before: rig.pilot.output.duty_pct != b) - t0) * 1000
+            )
+        progress(f"profile to duty: {PROFILE_TRIALS} trials")
         return {
+            "profile_to_duty_ms_p50": round(percentile(duty_ms, 50), 3),
             "safety_open_ms_p50": round(percentile(opens_ms, 50), 3),
             "safety_open_ms_p99": round(percentile(opens_ms, 99), 3),
             "remote_start_to_contactor_ms_p50": round(percentile(start_ms, 50), 3),
         }
 
     return await in_process_agent(csms, tmp, body)
+
+
+def _tx_default_profile(limit_a: float) -> Any:
+    return call.SetChargingProfile(
+        connector_id=1,
+        cs_charging_profiles={
+            "charging_profile_id": 1,
+            "stack_level": 0,
+            "charging_profile_purpose": "TxDefaultProfile",
+            "charging_profile_kind": "Relative",
+            "charging_schedule": {
+                "charging_rate_unit": "A",
+                "charging_schedule_period": [{"start_period": 0, "limit": limit_a}],
+            },
+        },
+    )
+
+
+def bench_composite() -> dict[str, Any]:
+    """The composite schedule of 42 stacked profiles over the three purposes (pure)."""
+    from datetime import UTC, datetime
+
+    from agent.smart_charging import (
+        ChargingProfile,
+        ChargingSchedule,
+        Kind,
+        Purpose,
+        RateUnit,
+        SchedulePeriod,
+        composite_schedule,
+    )
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    profiles = []
+    purposes = (Purpose.CHARGE_POINT_MAX, Purpose.TX_DEFAULT, Purpose.TX)
+    for i in range(42):
+        purpose = purposes[i % 3]
+        periods = tuple(
+            SchedulePeriod(start_period_s=p * 900, limit=32.0 - ((i + p) % 20)) for p in range(8)
+        )
+        profiles.append(
+            ChargingProfile(
+                profile_id=i + 1,
+                stack_level=i // 3,
+                purpose=purpose,
+                kind=Kind.ABSOLUTE,
+                evse_id=0 if purpose is Purpose.CHARGE_POINT_MAX else 1,
+                schedule=ChargingSchedule(
+                    rate_unit=RateUnit.A, periods=periods, start_schedule=start
+                ),
+            )
+        )
+    timings_us = []
+    for _ in range(COMPOSITE_TRIALS):
+        t0 = time.perf_counter()
+        composite_schedule(
+            profiles,
+            evse_id=1,
+            start=start,
+            duration_s=86_400,
+            rate_unit=RateUnit.A,
+            tx_start=start,
+            nominal_voltage_v=230.0,
+            phases=3,
+        )
+        timings_us.append((time.perf_counter() - t0) * 1e6)
+    return {"composite_schedule_us_p50": round(percentile(timings_us, 50), 1)}
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -399,6 +486,8 @@ async def run_bench(parts: set[str]) -> dict[str, Any]:
                 results.update(await bench_process(csms, tmp))
         if "replay" in parts:
             results.update(await bench_replay(tmp))
+        if "composite" in parts:
+            results.update(bench_composite())
     return results
 
 
@@ -409,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["latency", "process", "replay"],
+        choices=["latency", "process", "replay", "composite"],
         help="run only these parts (default: all)",
     )
     args = parser.parse_args(argv)
@@ -419,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         ocpp.messages.ASYNC_VALIDATION = False  # as the agent does
         asyncio.run(_bare_floor(args.floor_worker, args.count))
         return 0
-    parts = set(args.only or ["latency", "process", "replay"])
+    parts = set(args.only or ["latency", "process", "replay", "composite"])
     results = asyncio.run(run_bench(parts))
     print(json.dumps(results, sort_keys=True))
     return 0
