@@ -10,10 +10,12 @@ and OCPP events and a summary; exits 0 when the CSMS saw the whole story.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +154,104 @@ async def _script(app: App, csms: CsmsEmulator, timeline: Timeline) -> int:
     timeline.say("ev", "the EV is unplugged (CP -> A)")
     app.apply_sim(1, "unplug", None)
     await _until_status(csms, ConnectorStatus.AVAILABLE, count=2)
+    part_one_s = time.monotonic() - started_s
 
-    return _summary(csms, start, stop, time.monotonic() - started_s)
+    smart_ok = await _smart_charging_part(app, csms, timeline)
+    code = _summary(csms, start, stop, part_one_s)
+    print(f"  smart charging   : {'OK' if smart_ok else 'FAILED'}")
+    return code if smart_ok else 1
+
+
+def _profile(
+    profile_id: int, purpose: str, stack_level: int, periods: list[tuple[int, float]], **kw: Any
+) -> dict[str, Any]:
+    """A 1.6 csChargingProfiles object (snake_case, as the ocpp library takes it)."""
+    schedule: dict[str, Any] = {
+        "charging_rate_unit": "A",
+        "charging_schedule_period": [{"start_period": s, "limit": a} for s, a in periods],
+    }
+    if "start_schedule" in kw:
+        schedule["start_schedule"] = kw.pop("start_schedule")
+    return {
+        "charging_profile_id": profile_id,
+        "stack_level": stack_level,
+        "charging_profile_purpose": purpose,
+        "charging_profile_kind": kw.pop("kind", "Absolute"),
+        "charging_schedule": schedule,
+        **kw,
+    }
+
+
+async def _watch_pilot(app: App, timeline: Timeline) -> None:
+    """Print every change of the limit and PWM duty (a display loop, 20 Hz)."""
+    assert app.station is not None
+    rig, controller = app.rigs[1], app.station.controllers[1]
+    last = None
+    while True:
+        output = rig.pilot.output
+        shown = (output.mode, output.duty_pct, controller.effective_limit_a())
+        if shown != last:
+            last = shown
+            duty = f"PWM {output.duty_pct:.1f} %" if output.mode == "pwm" else output.mode.value
+            timeline.say("evse", f"limit {shown[2]:.1f} A -> pilot {duty}")
+        await asyncio.sleep(0.05)
+
+
+async def _smart_charging_part(app: App, csms: CsmsEmulator, timeline: Timeline) -> bool:
+    """A TxDefaultProfile, then a TxProfile stepping down at period boundaries."""
+    print()
+    timeline.say("demo", "part 2: smart charging")
+    watcher = asyncio.create_task(_watch_pilot(app, timeline))
+    try:
+        long_ago = "2026-01-01T00:00:00Z"  # Absolute: in force before the session starts
+        default = _profile(1, "TxDefaultProfile", 0, [(0, 16.0)], start_schedule=long_ago)
+        answer = await csms.call(
+            CHARGE_POINT_ID,
+            call.SetChargingProfile(connector_id=0, cs_charging_profiles=default),
+        )
+        timeline.say("csms", f"TxDefaultProfile 16 A for every connector: {answer.status}")
+        app.apply_sim(1, "plug", None)
+        app.apply_sim(1, "swipe", TOKEN)
+        start = await csms.wait_for("StartTransaction", count=2, timeout_s=STEP_TIMEOUT_S)
+        start_answer = await csms.wait_answer(start, timeout_s=STEP_TIMEOUT_S)
+        assert isinstance(start_answer, dict), start_answer
+        tx_id = start_answer["transactionId"]
+        await _until_status(csms, ConnectorStatus.CHARGING, count=2)
+
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        steps = [(0, 10.0), (3, 6.0), (6, 4.0)]
+        tx_profile = _profile(2, "TxProfile", 1, steps, start_schedule=now, transaction_id=tx_id)
+        answer = await csms.call(
+            CHARGE_POINT_ID,
+            call.SetChargingProfile(connector_id=1, cs_charging_profiles=tx_profile),
+        )
+        timeline.say(
+            "csms",
+            f"TxProfile 10 A, after 3 s 6 A, after 6 s 4 A (below 6 A: suspend): {answer.status}",
+        )
+        composite = await csms.call(
+            CHARGE_POINT_ID,
+            call.GetCompositeSchedule(connector_id=1, duration=10, charging_rate_unit="A"),
+        )
+        periods = composite.charging_schedule["charging_schedule_period"]
+        timeline.say(
+            "csms",
+            "GetCompositeSchedule(1, 10 s): "
+            + ", ".join(f"+{p['start_period']} s {p['limit']} A" for p in periods),
+        )
+        await _until_status(csms, ConnectorStatus.SUSPENDED_EVSE)
+        answer = await csms.call(CHARGE_POINT_ID, call.ClearChargingProfile(id=2))
+        timeline.say("csms", f"ClearChargingProfile(2): {answer.status}; back to the default")
+        await _until_status(csms, ConnectorStatus.CHARGING, count=3)
+        await csms.call(CHARGE_POINT_ID, call.RemoteStopTransaction(transaction_id=tx_id))
+        await csms.wait_for("StopTransaction", count=2, timeout_s=STEP_TIMEOUT_S)
+        app.apply_sim(1, "unplug", None)
+        await _until_status(csms, ConnectorStatus.AVAILABLE, count=3)
+        return composite.status == "Accepted" and len(periods) == 3
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 async def _until_status(csms: CsmsEmulator, status: ConnectorStatus, count: int = 1) -> None:
