@@ -191,28 +191,34 @@ def _bytesize(value: Any) -> str | None:
     return None if value in (7, 8) else "must be 7 or 8"
 
 
-@dataclass(frozen=True)
-class ModbusTcpMeterOptions:
-    """Config of the "modbus-tcp" meter (see ``hal.modbus.tcp_meter``)."""
+@dataclass(frozen=True, kw_only=True)
+class _PolledMeterOptions:
+    """What every polled Modbus meter takes (``hal.modbus.polled_meter``): the model
+    (a shipped name or a register map file), its device id, polling and fault timing."""
 
-    host: str
-    port: int = field(default=502, metadata=check(_tcp_port))
     device_id: int = field(default=1, metadata=check(_modbus_device_id))
     model: str = field(default="sdm630", metadata=check(_meter_model))
     poll_interval_s: float = field(default=1.0, metadata=check(positive))
-    timeout_s: float = field(default=1.0, metadata=check(positive))
     fault_after_s: float = field(default=5.0, metadata=check(positive))
     frozen_after_s: float = field(default=5.0, metadata=check(positive))
     frozen_min_energy_wh: float = field(default=10.0, metadata=check(non_negative))
 
 
 @dataclass(frozen=True)
-class ModbusRtuMeterOptions:
+class ModbusTcpMeterOptions(_PolledMeterOptions):
+    """Config of the "modbus-tcp" meter (see ``hal.modbus.tcp_meter``)."""
+
+    host: str
+    port: int = field(default=502, metadata=check(_tcp_port))
+    timeout_s: float = field(default=1.0, metadata=check(positive))
+
+
+@dataclass(frozen=True)
+class ModbusRtuMeterOptions(_PolledMeterOptions):
     """Config of the "modbus-rtu" meter (see ``hal.modbus.rtu_meter``).
 
     ``port`` .. ``timeout_s`` describe the RS-485 line: every meter on one port
     must give the same values (the line has one owner, ``hal.modbus.bus``).
-    ``model`` is a shipped model name or the path of a register map file.
     """
 
     port: str = field(metadata=check(_serial_port))
@@ -221,12 +227,6 @@ class ModbusRtuMeterOptions:
     stopbits: int = field(default=1, metadata=check(_stopbits))
     bytesize: int = field(default=8, metadata=check(_bytesize))
     timeout_s: float = field(default=0.5, metadata=check(positive))
-    device_id: int = field(default=1, metadata=check(_modbus_device_id))
-    model: str = field(default="sdm630", metadata=check(_meter_model))
-    poll_interval_s: float = field(default=1.0, metadata=check(positive))
-    fault_after_s: float = field(default=5.0, metadata=check(positive))
-    frozen_after_s: float = field(default=5.0, metadata=check(positive))
-    frozen_min_energy_wh: float = field(default=10.0, metadata=check(non_negative))
 
 
 @dataclass(frozen=True)
