@@ -37,6 +37,22 @@ from hal.sim.rig import SimEvseRig
 from hil.csms import CsmsEmulator, ReceivedCall
 
 CHARGE_POINT_ID = "CP1"
+# OCPP-J 1.6 4.2.3: the CALLERROR codes a 1.6 charger may send (spec spelling).
+OCPP_J_16_ERROR_CODES = frozenset(
+    {
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
+    }
+)
+
 GUARD_S = 10.0
 """Upper bound for event waits: only a guard against hangs, never a delay."""
 

@@ -18,43 +18,11 @@ from hal.modbus.registers import load_register_map
 from hal.modbus.rtu_meter import ModbusRtuPowerMeter
 from hal.registry import BackendContext, BackendError, ModbusRtuMeterOptions, default_registry
 from hal.sim.rtu_server import SimModbusRtuServer
-from hal.types import FaultCode, FaultReport, MeterReading
+from hal.types import FaultCode, MeterReading
+from tests.hal.recorder import GUARD_S, Recorder
 
-GUARD_S = 5.0  # generous guard on waits for events; never a pacing delay
 TIMEOUT_S = 0.2
 MODELS = ("sdm630", "sdm72dm2", "sdm120", "abb-b23", "em340")
-
-
-class Recorder:
-    """Collects meter callbacks and lets a test wait for a condition."""
-
-    def __init__(self) -> None:
-        self.events: list[MeterReading | FaultReport] = []
-        self._changed = asyncio.Event()
-
-    @property
-    def readings(self) -> list[MeterReading]:
-        return [e for e in self.events if isinstance(e, MeterReading)]
-
-    @property
-    def faults(self) -> list[FaultReport]:
-        return [e for e in self.events if isinstance(e, FaultReport)]
-
-    def on_reading(self, reading: MeterReading) -> None:
-        self.events.append(reading)
-        self._changed.set()
-
-    def on_fault(self, report: FaultReport) -> None:
-        self.events.append(report)
-        self._changed.set()
-
-    async def wait_for(self, condition: Callable[[], bool]) -> None:
-        async def _wait() -> None:
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(_wait(), GUARD_S)
 
 
 class Line:

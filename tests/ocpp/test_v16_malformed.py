@@ -11,24 +11,13 @@ import pytest
 from ocpp.v16 import call
 
 from hil.csms import CsmsEmulator
-from tests.conftest import GUARD_S, RunningApp, StartApp, registered
+from tests.conftest import GUARD_S, OCPP_J_16_ERROR_CODES, RunningApp, StartApp, registered
 
 CP = "CP1"
 
 # OCPP-J 1.6 4.2.3 error codes (note the spellings FormationViolation and
 # OccurenceConstraintViolation, unlike OCPP 2.0.1).
-ERROR_CODES_16 = {
-    "NotImplemented",
-    "NotSupported",
-    "InternalError",
-    "ProtocolError",
-    "SecurityError",
-    "FormationViolation",
-    "PropertyConstraintViolation",
-    "OccurenceConstraintViolation",
-    "TypeConstraintViolation",
-    "GenericError",
-}
+ERROR_CODES_16 = OCPP_J_16_ERROR_CODES
 
 
 @pytest.fixture

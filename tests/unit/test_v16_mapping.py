@@ -34,22 +34,12 @@ from agent.ocpp.v16.mapping import (
     status_notification,
     stop_reason,
 )
+from tests.conftest import OCPP_J_16_ERROR_CODES
 
 TS = "2026-11-24T19:00:00.000Z"
 
 # OCPP-J 1.6 4.2.3 (REFERENCE 2.1): the only CALLERROR codes a 1.6 peer knows.
-ERROR_CODES_16 = {
-    "NotImplemented",
-    "NotSupported",
-    "InternalError",
-    "ProtocolError",
-    "SecurityError",
-    "FormationViolation",
-    "PropertyConstraintViolation",
-    "OccurenceConstraintViolation",
-    "TypeConstraintViolation",
-    "GenericError",
-}
+ERROR_CODES_16 = OCPP_J_16_ERROR_CODES
 
 
 async def assert_valid_16(action: str, payload: dict[str, Any]) -> None:
