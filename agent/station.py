@@ -152,11 +152,11 @@ class Station:
 
         ``evse_id`` None picks the first EVSE that can start (plugged first).
         """
-        candidates = (
-            ([self.controllers[evse_id]] if evse_id in self.controllers else [])
-            if evse_id is not None
-            else self._start_candidates()
-        )
+        if evse_id is None:
+            candidates = self._start_candidates()
+        else:
+            ctl = self.controllers.get(evse_id)
+            candidates = [ctl] if ctl is not None else []
         for ctl in candidates:
             if self._can_start(ctl):
                 ctl.post(charger.RemoteStartRequested(id_tag, authorize, remote_start_id))

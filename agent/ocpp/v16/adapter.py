@@ -29,9 +29,10 @@ from typing import Any, TypeVar, cast
 
 import ocpp.messages
 from ocpp import routing
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallError, CallResult, unpack
-from ocpp.v16 import ChargePoint, call
+from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 from websockets.exceptions import ConnectionClosed
 
@@ -240,7 +241,7 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         result = await self.session.adapter.station.change_availability(
             connector_id, operative=(type == "Operative")
         )
-        return call_result_cls("ChangeAvailability")(status=result.value)
+        return call_result.ChangeAvailability(status=result.value)
 
     @on(Action.get_configuration)
     def on_get_configuration(self, key: list[str] | None = None) -> Any:
@@ -250,16 +251,16 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
     async def on_change_configuration(self, key: str, value: str) -> Any:
         result = await keys.change(self.session.adapter.settings, key, value)
         log.info("ChangeConfiguration %s: %s", key, result)
-        return call_result_cls("ChangeConfiguration")(status=result.value)
+        return call_result.ChangeConfiguration(status=result.value)
 
     @on(Action.clear_cache)
     async def on_clear_cache(self) -> Any:
         await self.session.adapter.station.clear_cache()
-        return call_result_cls("ClearCache")(status="Accepted")
+        return call_result.ClearCache(status="Accepted")
 
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:
-        return call_result_cls("Reset")(status="Accepted")
+        return call_result.Reset(status="Accepted")
 
     @after(Action.reset)
     async def after_reset(self, type: str) -> None:
@@ -269,12 +270,12 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
     @on(Action.unlock_connector)
     async def on_unlock_connector(self, connector_id: int) -> Any:
         result = await self.session.adapter.station.unlock(connector_id)
-        return call_result_cls("UnlockConnector")(status=result.value)
+        return call_result.UnlockConnector(status=result.value)
 
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None) -> Any:
         ok = self.session.can_trigger(requested_message, connector_id)
-        return call_result_cls("TriggerMessage")(status="Accepted" if ok else "Rejected")
+        return call_result.TriggerMessage(status="Accepted" if ok else "Rejected")
 
     @after(Action.trigger_message)
     def after_trigger_message(
@@ -308,9 +309,7 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
 
     @on(Action.get_local_list_version)
     async def on_get_local_list_version(self) -> Any:
-        return call_result_cls("GetLocalListVersion")(
-            list_version=await self.session.local_list_version()
-        )
+        return call_result.GetLocalListVersion(list_version=await self.session.local_list_version())
 
     @on(Action.send_local_list)
     async def on_send_local_list(
@@ -322,22 +321,15 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         status = await self.session.send_local_list(
             list_version, update_type, local_authorization_list or []
         )
-        return call_result_cls("SendLocalList")(status=status)
+        return call_result.SendLocalList(status=status)
 
     @on(Action.data_transfer)
     def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> Any:
         if vendor_id != DATA_TRANSFER_VENDOR:
-            return call_result_cls("DataTransfer")(status="UnknownVendorId")
-        return call_result_cls("DataTransfer")(status="UnknownMessageId")
-
-
-def call_result_cls(name: str) -> Any:
-    """The ocpp library's call_result class for ``name``."""
-    from ocpp.v16 import call_result
-
-    return getattr(call_result, name)
+            return call_result.DataTransfer(status="UnknownVendorId")
+        return call_result.DataTransfer(status="UnknownMessageId")
 
 
 def _message_id(raw: str) -> str:
@@ -351,9 +343,6 @@ def _message_id(raw: str) -> str:
 
 
 def _unknown_action_error(action: str) -> OCPPError:
-    from ocpp.exceptions import NotImplementedError as OcppNotImplemented
-    from ocpp.exceptions import NotSupportedError
-
     # OCPP-J 1.6 4.2.3: NotImplemented = action not known; NotSupported = known but
     # not supported by this charger.
     try:
@@ -706,7 +695,7 @@ class _Session:
     # ------------------------------------------------------- CS -> CP
 
     def remote_start(self, id_tag: str, connector_id: int | None, profile: Any) -> Any:
-        result = call_result_cls("RemoteStartTransaction")
+        result = call_result.RemoteStartTransaction
         if not self.accepted or connector_id == 0:
             return result(status="Rejected")  # not while Pending (1.6 4.2)
         station = self.adapter.station
@@ -778,7 +767,7 @@ class _Session:
 
     async def set_charging_profile(self, connector_id: int, raw: Any) -> Any:
         """SetChargingProfile (1.6 §5.16): Accepted once installed and persisted."""
-        result = call_result_cls("SetChargingProfile")
+        result = call_result.SetChargingProfile
         service = self.adapter.station.smart_charging
         if service is None:
             return result(status="NotSupported")
@@ -821,7 +810,7 @@ class _Session:
         stack_level: int | None,
     ) -> Any:
         """ClearChargingProfile (1.6 §5.5, errata 3.25): Accepted or Unknown."""
-        result = call_result_cls("ClearChargingProfile")
+        result = call_result.ClearChargingProfile
         service = self.adapter.station.smart_charging
         if service is None:
             return result(status="Unknown")
@@ -836,7 +825,7 @@ class _Session:
 
     def get_composite_schedule(self, connector_id: int, duration_s: int, unit: str | None) -> Any:
         """GetCompositeSchedule (1.6 §5.7): the schedule from now, or Rejected."""
-        result = call_result_cls("GetCompositeSchedule")
+        result = call_result.GetCompositeSchedule
         service = self.adapter.station.smart_charging
         if service is None:
             return result(status="Rejected")
@@ -853,7 +842,7 @@ class _Session:
         )
 
     async def remote_stop(self, transaction_id: int) -> Any:
-        result = call_result_cls("RemoteStopTransaction")
+        result = call_result.RemoteStopTransaction
         if not self.accepted:
             return result(status="Rejected")
         tx_id = self.answered_starts.get(transaction_id)
@@ -879,7 +868,7 @@ class _Session:
             if kv.value is not None:
                 item["value"] = kv.value
             found.append(item)
-        return call_result_cls("GetConfiguration")(
+        return call_result.GetConfiguration(
             configuration_key=found or None, unknown_key=unknown or None
         )
 
