@@ -56,6 +56,9 @@ from hal.sim.rig import SimEvseRig
 
 log = logging.getLogger(__name__)
 
+# Ended, fully delivered transactions kept in the journal (the rest are pruned at start).
+FINISHED_TRANSACTIONS_KEPT = 100
+
 
 class ExitReason(StrEnum):
     STOPPED = "stopped"  # asked to stop (signal, test)
@@ -185,6 +188,7 @@ class App:
                     ventilation_available=cfg.station.ventilation_available,
                 )
             await station.recover_interrupted()
+            await journal.forget_finished(keep_last=FINISHED_TRANSACTIONS_KEPT)
             smart_charging = SmartChargingService(
                 controllers=controllers,
                 settings_store=settings_store,

@@ -21,7 +21,6 @@ __all__ = [
     "FaultCode",
     "MeterReading",
     "ReadingContext",
-    "StationCommandResult",
     "StopReason",
 ]
 
@@ -91,14 +90,6 @@ class EvseStatusChanged:
     error_code: FaultCode | None
     info: str | None
     timestamp: str  # ISO 8601 UTC
-
-
-@dataclass(frozen=True, slots=True)
-class StationCommandResult:
-    """Generic answer of a station command: ``accepted`` plus an optional note."""
-
-    accepted: bool
-    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,6 @@ class EvseController:
         self._started = asyncio.Event()
         self._no_transaction = asyncio.Event()
         self._no_transaction.set()
-        self._interlock_opens = 0
         settings.subscribe(self._on_setting)
 
     # ------------------------------------------------------------ public API
@@ -138,11 +137,6 @@ class EvseController:
     @property
     def status(self) -> EvseStatusChanged | None:
         return self._last_status
-
-    @property
-    def interlock_opens(self) -> int:
-        """How often the fast path opened the contactor (for tests and diagnostics)."""
-        return self._interlock_opens
 
     def post(self, event: charger.Event) -> None:
         """Queue an event (loop thread only)."""
@@ -196,7 +190,6 @@ class EvseController:
     def _on_cp_state(self, cp: CpState) -> None:
         if not iec61851.is_power_state(cp) and self.hw.contactor.is_on:
             self.hw.contactor.switch(False)  # interlock: before anything is queued
-            self._interlock_opens += 1
         self._pilot_state, events = iec61851.step(self._pilot_state, cp)
         if events:
             self.post(charger.Pilot(*events))
@@ -204,7 +197,6 @@ class EvseController:
     def _on_fault(self, report: FaultReport) -> None:
         if report.active and self.hw.contactor.is_on:
             self.hw.contactor.switch(False)
-            self._interlock_opens += 1
         log.warning(
             "evse %d: fault %s %s %s",
             self.evse_id,
