@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from hal.types import CpState
+from hal.types import CpState, FaultReport
 
 
 class PilotMode(StrEnum):
@@ -47,6 +47,10 @@ class ControlPilot(Protocol):
         * ``on_state`` is called in the event loop thread with every *change* of
           the sensed CP state (already debounced by the backend), and once at start
           with the initial state.
+        * ``on_fault`` (loop thread) receives faults the pilot hardware detects
+          itself: a missing EV diode, a safety MCU's fault state, a lost vehicle
+          link. The backend makes its own output safe first; the controller
+          opens the contactor on any active fault.
         * ``state`` is the last sensed state.
         * ``stop`` drives state F (EVSE not available) and releases the hardware.
     """
@@ -59,6 +63,10 @@ class ControlPilot(Protocol):
 
     def set_output(self, output: PilotOutput) -> None: ...
 
-    async def start(self, on_state: Callable[[CpState], None]) -> None: ...
+    async def start(
+        self,
+        on_state: Callable[[CpState], None],
+        on_fault: Callable[[FaultReport], None],
+    ) -> None: ...
 
     async def stop(self) -> None: ...

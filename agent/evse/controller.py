@@ -182,7 +182,7 @@ class EvseController:
 
     async def _start_hardware(self) -> None:
         await self.hw.contactor.start(self._on_fault)
-        await self.hw.pilot.start(self._on_cp_state)
+        await self.hw.pilot.start(self._on_cp_state, self._on_fault)
         await self.hw.meter.start(self._on_reading, self._on_fault)
         if self.hw.token_reader is not None:
             await self.hw.token_reader.start(self._on_token)

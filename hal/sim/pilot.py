@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from hal._threading import call_in_loop
 from hal.pilot import PilotOutput
-from hal.types import CpState
+from hal.types import CpState, FaultReport
 
 _HISTORY_LEN = 10_000
 
@@ -83,8 +83,17 @@ class SimControlPilot:
         if self._ev_observer is not None:
             self._ev_observer(output)
 
-    async def start(self, on_state: Callable[[CpState], None]) -> None:
-        """Deliver the current state once, then every change, in the loop thread."""
+    async def start(
+        self,
+        on_state: Callable[[CpState], None],
+        on_fault: Callable[[FaultReport], None] | None = None,
+    ) -> None:
+        """Deliver the current state once, then every change, in the loop thread.
+
+        ``on_fault`` is accepted for the ``ControlPilot`` contract; the simulated
+        line reports no faults of its own (EV faults come from the plant).
+        """
+        del on_fault
         if self._on_state is not None:
             raise RuntimeError("SimControlPilot already started")
         self._loop = asyncio.get_running_loop()
