@@ -1,4 +1,4 @@
-"""Command line: ``evse-agent run | demo | sim``.
+"""Command line: ``evse-agent run | demo | sim | meter read``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
@@ -60,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--evse", type=int, default=1)
     sim.add_argument("--data-dir", type=Path)
     sim.add_argument("--config", type=Path)
+
+    meter = sub.add_parser("meter", help="technician: talk to an energy meter")
+    meter_sub = meter.add_subparsers(dest="meter_command", required=True)
+    read = meter_sub.add_parser("read", help="read one Modbus meter once and print it")
+    read.add_argument("--model", required=True, help="sdm630, sdm72dm2, ... or a map file")
+    where = read.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", help="Modbus TCP host")
+    where.add_argument("--serial", help="RS-485 serial device (Modbus RTU)")
+    read.add_argument("--port", type=int, default=502, help="Modbus TCP port")
+    read.add_argument("--baud", type=int, default=9600)
+    read.add_argument("--parity", choices=["N", "E", "O"], default="N")
+    read.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    read.add_argument("--device-id", type=int, default=1)
+    read.add_argument("--timeout", type=float, default=1.0, help="answer timeout, s")
+    read.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 
@@ -164,9 +179,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_meter(args: argparse.Namespace) -> int:
+    from agent.console.meter_read import MeterTarget, dumps, format_reading, read_meter
+    from hal.faults import MeterError
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # The one-line reason below says what pymodbus would log over several lines.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    target = MeterTarget(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        serial_port=args.serial,
+        baudrate=args.baud,
+        parity=args.parity,
+        stopbits=args.stopbits,
+        device_id=args.device_id,
+        timeout_s=args.timeout,
+    )
+    try:
+        reading = asyncio.run(read_meter(default_registry(), target))
+    except ConfigError as e:
+        print(f"evse-agent meter read: {e}", file=sys.stderr)
+        return 2
+    except MeterError as e:
+        print(f"evse-agent meter read: no reading: {e}", file=sys.stderr)
+        return 1
+    print(dumps(reading) if args.json else format_reading(reading))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "demo": cmd_demo, "sim": cmd_sim}
+    handlers = {"run": cmd_run, "demo": cmd_demo, "sim": cmd_sim, "meter": cmd_meter}
     return handlers[args.command](args)
 
 

@@ -22,6 +22,7 @@ Keys:
         the PWM duty changed.
     composite_schedule_us_p50: the composite schedule of 42 stacked profiles over the
         three purposes (24 h, 8 periods each).
+    meter_read_ms_p50_tcp / _rtu: see ``hil.bench_meter``.
 """
 
 from __future__ import annotations
@@ -488,6 +489,10 @@ async def run_bench(parts: set[str]) -> dict[str, Any]:
             results.update(await bench_replay(tmp))
         if "composite" in parts:
             results.update(bench_composite())
+        if "meter" in parts:
+            from hil.bench_meter import bench_meter_read
+
+            results.update(await bench_meter_read())
     return results
 
 
@@ -498,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["latency", "process", "replay", "composite"],
+        choices=["latency", "process", "replay", "composite", "meter"],
         help="run only these parts (default: all)",
     )
     args = parser.parse_args(argv)
@@ -508,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         ocpp.messages.ASYNC_VALIDATION = False  # as the agent does
         asyncio.run(_bare_floor(args.floor_worker, args.count))
         return 0
-    parts = set(args.only or ["latency", "process", "replay", "composite"])
+    parts = set(args.only or ["latency", "process", "replay", "composite", "meter"])
     results = asyncio.run(run_bench(parts))
     print(json.dumps(results, sort_keys=True))
     return 0
