@@ -10,6 +10,8 @@ Layout (see ``deploy/agent.toml.example`` for an annotated file)::
     [csms]      URL, OCPP version, security, connection timing
     [ocpp]      start-up values of the OCPP-visible settings (agent.settings names)
     [sim]       the simulated EV used by ``sim`` backends
+    board       optional board profile supplying the [[evse]] role tables
+                (``agent.boards``; the config's own tables override it)
     [[evse]]    one table per EVSE, with [evse.meter], [evse.contactor],
                 [evse.pilot] and optional [evse.token_reader] backend tables
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+from agent.boards import BoardError, check_pins, load_board, merge_board
 from agent.settings import SettingError, definition
 from hal.options import check, non_negative, positive
 
@@ -293,7 +296,7 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
     Raises:
         ConfigError: one line naming the key and the problem.
     """
-    known = {"station", "csms", "ocpp", "sim", "evse", "log_level"}
+    known = {"station", "csms", "ocpp", "sim", "evse", "log_level", "board"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
@@ -309,12 +312,24 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
     if sim.ev_phases not in (1, 3):
         raise ConfigError("sim.ev_phases: must be 1 or 3")
     raw_evses = data.get("evse", [])
+    board = data.get("board")
+    if board is not None:
+        raw_evses = _with_board(board, raw_evses)
     if not isinstance(raw_evses, list) or not raw_evses:
         raise ConfigError("evse: at least one [[evse]] table is required")
-    evses = tuple(_evse(t, i, validate) for i, t in enumerate(raw_evses))
-    ids = [e.id for e in evses]
-    if sorted(ids) != list(range(1, len(ids) + 1)):
-        raise ConfigError("evse.id: EVSE ids must be 1..N, each once")
+    try:
+        evses = tuple(_evse(t, i, validate) for i, t in enumerate(raw_evses))
+        ids = [e.id for e in evses]
+        if sorted(ids) != list(range(1, len(ids) + 1)):
+            raise ConfigError("evse.id: EVSE ids must be 1..N, each once")
+        check_pins(
+            (f"evse[{i}].{role}", backend.options)
+            for i, evse in enumerate(evses)
+            for role in ROLES
+            if (backend := getattr(evse, role, None)) is not None
+        )
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"{e} (board profile {board!r})" if board else str(e)) from None
     ocpp = data.get("ocpp", {})
     if not isinstance(ocpp, dict):
         raise ConfigError("ocpp: expected a table")
@@ -329,6 +344,17 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
     return AgentConfig(station, csms, evses, dict(ocpp), sim, log_level)
+
+
+def _with_board(board: Any, raw_evses: Any) -> list[Any]:
+    if not isinstance(board, str) or not board:
+        raise ConfigError("board: expected a board profile name or file path")
+    if not isinstance(raw_evses, list):
+        raise ConfigError("evse: expected [[evse]] tables")
+    try:
+        return merge_board(load_board(board), raw_evses)
+    except BoardError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_csms(csms: CsmsConfig) -> None:

@@ -1,0 +1,1 @@
+"""Shipped board profiles (``*.toml``), loaded by ``agent.boards``."""
