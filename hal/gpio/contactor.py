@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,14 @@ class GpioContactor:
         * agreement again (e.g. the controller switches off after a stuck-open
           fault, or welded contacts open): the fault is cleared.
 
+    Safety inputs (optional): an RCD trip contact (``rcd_pin``) and an
+    emergency-stop button (``estop_pin``). An active input switches the coil off
+    at once, in the gpiozero callback itself (no loop hop before the coil is
+    off), keeps it off (``switch(True)`` is ignored while any input is active)
+    and reports ``FaultCode.GROUND_FAILURE`` / ``FaultCode.EMERGENCY_STOP``;
+    releasing the input clears that fault (the coil stays off until the next
+    ``switch(True)``). An input already active at ``start`` is reported then.
+
     Faults are reported through ``on_fault`` in the loop thread. gpiozero calls
     back from its own thread on real pins (synchronously on mock pins); both hop
     into the loop through ``hal._threading.call_in_loop``.
@@ -45,6 +54,11 @@ class GpioContactor:
         feedback_active_high: True when a high input means "contacts closed"
             (the input gets a pull-down; active-low inputs get a pull-up).
         feedback_settle_s: Time the contacts need to follow the coil, s.
+        rcd_pin: Input of the RCD trip contact, or None.
+        rcd_active_high: True when a high input means "RCD tripped".
+        estop_pin: Input of the emergency-stop button, or None.
+        estop_active_high: True when a high input means "emergency stop pressed".
+            Inputs get a pull-down when active-high, a pull-up when active-low.
 
     Raises:
         gpiozero.GPIOZeroError: A pin is invalid or already in use.
@@ -59,6 +73,10 @@ class GpioContactor:
         coil_active_high: bool = True,
         feedback_active_high: bool = True,
         feedback_settle_s: float = 0.1,
+        rcd_pin: int | str | None = None,
+        rcd_active_high: bool = True,
+        estop_pin: int | str | None = None,
+        estop_active_high: bool = True,
     ) -> None:
         if feedback_settle_s < 0:
             raise ValueError("feedback_settle_s must be >= 0")
@@ -70,16 +88,32 @@ class GpioContactor:
             pin_factory=pin_factory,
         )
         self._feedback: Any = None
-        if feedback_pin is not None:
-            try:
+        # safety inputs by fault code; the lock makes "check inputs, drive coil" atomic
+        # against the gpiozero thread switching the coil off
+        self._safety: dict[FaultCode, Any] = {}
+        self._safety_latches: dict[FaultCode, FaultLatch] = {}
+        self._coil_lock = threading.Lock()
+        inputs = (
+            (FaultCode.GROUND_FAILURE, rcd_pin, rcd_active_high),
+            (FaultCode.EMERGENCY_STOP, estop_pin, estop_active_high),
+        )
+        try:
+            if feedback_pin is not None:
                 self._feedback = DigitalInputDevice(
                     feedback_pin,
                     pull_up=not feedback_active_high,
                     pin_factory=pin_factory,
                 )
-            except Exception:
-                self._coil.close()
-                raise
+            for code, pin, active_high in inputs:
+                if pin is not None:
+                    self._safety[code] = DigitalInputDevice(
+                        pin, pull_up=not active_high, pin_factory=pin_factory
+                    )
+        except Exception:
+            for device in (*self._safety.values(), self._feedback, self._coil):
+                if device is not None:
+                    device.close()
+            raise
         self._requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fault: FaultLatch | None = None
@@ -105,6 +139,11 @@ class GpioContactor:
         """True while ``POWER_SWITCH_FAILURE`` is raised."""
         return self._fault is not None and self._fault.active
 
+    @property
+    def safety_input_active(self) -> bool:
+        """True while the RCD or the emergency stop input is active (coil held off)."""
+        return any(bool(device.value) for device in self._safety.values()) and not self._closed
+
     def switch(self, on: bool) -> None:
         """Drive the coil at once and schedule the feedback check. Idempotent, cheap.
 
@@ -113,11 +152,14 @@ class GpioContactor:
         """
         if self._closed:
             return
-        self._requested = on
-        if on:
-            self._coil.on()
-        else:
-            self._coil.off()
+        with self._coil_lock:
+            if on and self.safety_input_active:
+                on = False  # held off by the RCD / emergency stop
+            self._requested = on
+            if on:
+                self._coil.on()
+            else:
+                self._coil.off()
         self._schedule_check()
 
     async def start(self, on_fault: Callable[[FaultReport], None]) -> None:
@@ -129,6 +171,12 @@ class GpioContactor:
         if self._feedback is not None:
             self._feedback.when_activated = self._on_feedback_edge
             self._feedback.when_deactivated = self._on_feedback_edge
+        for code, device in self._safety.items():
+            self._safety_latches[code] = FaultLatch(code, on_fault)
+            device.when_activated = lambda code=code: self._on_safety_edge(code, True)
+            device.when_deactivated = lambda code=code: self._on_safety_edge(code, False)
+            if device.value:
+                self._on_safety_edge(code, True)
         self._schedule_check()
 
     async def stop(self) -> None:
@@ -144,6 +192,8 @@ class GpioContactor:
         self._settled.set()
         if self._feedback is not None:
             self._feedback.close()  # also drops the when_* callbacks
+        for device in self._safety.values():
+            device.close()
         self._coil.close()
 
     async def wait_settled(self) -> bool:
@@ -155,6 +205,27 @@ class GpioContactor:
         """
         await self._settled.wait()
         return not self.fault_active
+
+    def _on_safety_edge(self, code: FaultCode, active: bool) -> None:
+        """gpiozero callback (any thread): coil off first, then tell the loop."""
+        if active:
+            with self._coil_lock:
+                if not self._closed:
+                    self._requested = False
+                    self._coil.off()
+        loop = self._loop
+        if loop is not None:
+            call_in_loop(loop, self._safety_changed, code, active)
+
+    def _safety_changed(self, code: FaultCode, active: bool) -> None:
+        latch = self._safety_latches.get(code)
+        if latch is None or self._closed:
+            return
+        if active:  # edges arrive in order; a short press is reported as raise + clear
+            latch.raise_("RCD tripped" if code is FaultCode.GROUND_FAILURE else "emergency stop")
+            self._schedule_check()
+        else:
+            latch.clear("released")
 
     def _on_feedback_edge(self) -> None:
         """gpiozero callback: any thread; hop into the loop."""

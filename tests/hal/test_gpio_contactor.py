@@ -167,3 +167,91 @@ async def test_active_low_coil() -> None:
         assert not factory.pin(COIL).state
     finally:
         await contactor.stop()
+
+
+RCD, ESTOP = 22, 23
+
+
+@pytest.fixture
+async def safety_bench() -> AsyncIterator[Bench]:
+    factory = MockFactory()
+    contacts = factory.pin(FEEDBACK)
+    coil = factory.pin(COIL, pin_class=MockConnectedPin, input_pin=contacts)
+    contactor = GpioContactor(
+        coil_pin=COIL,
+        feedback_pin=FEEDBACK,
+        pin_factory=factory,
+        feedback_settle_s=0.02,
+        rcd_pin=RCD,
+        estop_pin=ESTOP,
+        estop_active_high=False,  # a button to ground with a pull-up: low = pressed
+    )
+    b = Bench(contactor, coil, contacts)
+    await contactor.start(b.on_fault)
+    try:
+        yield b
+    finally:
+        await contactor.stop()
+        factory.reset()
+
+
+async def test_rcd_trip_opens_the_coil_in_the_callback_and_release_clears(
+    safety_bench: Bench,
+) -> None:
+    bench = safety_bench
+    rcd = bench.contactor._safety[FaultCode.GROUND_FAILURE].pin
+    bench.contactor.switch(True)
+    assert await bench.settled()
+    rcd.drive_high()
+    assert not bench.coil.state  # synchronously, before the loop ran once
+    assert not bench.contactor.is_on
+    await asyncio.wait_for(bench.fault_seen.wait(), GUARD_S)
+    assert bench.faults == [FaultReport(FaultCode.GROUND_FAILURE, True, "RCD tripped")]
+
+    bench.contactor.switch(True)  # refused while the RCD is tripped
+    assert not bench.coil.state
+    assert await bench.settled()  # contacts follow the (held-off) coil: no switch fault
+
+    bench.fault_seen.clear()
+    rcd.drive_low()
+    await asyncio.wait_for(bench.fault_seen.wait(), GUARD_S)
+    assert bench.faults[1] == FaultReport(FaultCode.GROUND_FAILURE, False, "released")
+    assert not bench.coil.state  # stays off until commanded again
+    bench.contactor.switch(True)
+    assert bench.coil.state
+
+
+async def test_emergency_stop_active_low_reports_emergency_stop(safety_bench: Bench) -> None:
+    bench = safety_bench
+    estop = bench.contactor._safety[FaultCode.EMERGENCY_STOP].pin
+    assert estop.state  # pulled up: not pressed
+    bench.contactor.switch(True)
+    estop.drive_low()  # pressed
+    assert not bench.coil.state
+    await asyncio.wait_for(bench.fault_seen.wait(), GUARD_S)
+    assert bench.faults == [FaultReport(FaultCode.EMERGENCY_STOP, True, "emergency stop")]
+    assert bench.contactor.safety_input_active
+    estop.drive_high()
+    bench.fault_seen.clear()
+    await asyncio.wait_for(bench.fault_seen.wait(), GUARD_S)
+    assert [(f.code, f.active) for f in bench.faults] == [
+        (FaultCode.EMERGENCY_STOP, True),
+        (FaultCode.EMERGENCY_STOP, False),
+    ]
+    assert not any(f.code is FaultCode.POWER_SWITCH_FAILURE for f in bench.faults)
+
+
+async def test_safety_input_active_at_start_is_reported() -> None:
+    factory = MockFactory()
+    faults: list[FaultReport] = []
+    seen = asyncio.Event()
+    contactor = GpioContactor(coil_pin=COIL, feedback_pin=None, pin_factory=factory, rcd_pin=RCD)
+    factory.pin(RCD).drive_high()  # tripped before the agent starts
+    try:
+        await contactor.start(lambda r: (faults.append(r), seen.set()))
+        await asyncio.wait_for(seen.wait(), GUARD_S)
+        assert faults == [FaultReport(FaultCode.GROUND_FAILURE, True, "RCD tripped")]
+        contactor.switch(True)
+        assert not factory.pin(COIL).state
+    finally:
+        await contactor.stop()
