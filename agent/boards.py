@@ -128,11 +128,17 @@ def _pins(path: str, options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                     yield pin_key(item), f"{path}.{key}[{i}]"
 
 
+SHARED_BUS_PINS = frozenset({"spi_clock_pin", "spi_mosi_pin", "spi_miso_pin"})
+"""Option names of bus lines that several devices share by design (one SPI bus,
+one chip-select pin per device): the same pin under the same name is fine."""
+
+
 def check_pins(role_options: Iterator[tuple[str, Mapping[str, Any]]]) -> None:
-    """Refuse a pin used twice.
+    """Refuse a pin used twice (shared bus lines excepted, see ``SHARED_BUS_PINS``).
 
     Args:
-        role_options: (key path like "evse[0].contactor", backend options) pairs.
+        role_options: (key path like "evse[0].contactor", backend options with
+            defaults filled in) pairs.
 
     Raises:
         ValueError: "<path>: pin GPIO17 is already used by <other path>".
@@ -140,6 +146,12 @@ def check_pins(role_options: Iterator[tuple[str, Mapping[str, Any]]]) -> None:
     seen: dict[str, str] = {}
     for path, options in role_options:
         for pin, where in _pins(path, options):
-            if pin in seen:
-                raise ValueError(f"{where}: pin {pin} is already used by {seen[pin]}")
-            seen[pin] = where
+            other = seen.get(pin)
+            if other is not None and not _shared_bus_line(where, other):
+                raise ValueError(f"{where}: pin {pin} is already used by {other}")
+            seen.setdefault(pin, where)
+
+
+def _shared_bus_line(where: str, other: str) -> bool:
+    name, other_name = where.rsplit(".", 1)[1], other.rsplit(".", 1)[1]
+    return name == other_name and name in SHARED_BUS_PINS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hal.types import CpState, FaultReport
 
@@ -70,3 +70,35 @@ class ControlPilot(Protocol):
     ) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class StateOfChargeSource(Protocol):
+    """Optional extra of a pilot backend that learns the EV's state of charge
+    (e.g. CHAdeMO over CAN, ISO 15118). The core checks for it with ``isinstance``.
+
+    Contract:
+        * ``soc_pct`` is the last state of charge the EV reported, percent
+          (0-100), or None while no EV has reported one (none plugged, link down).
+          Reading it never blocks and never raises.
+    """
+
+    @property
+    def soc_pct(self) -> float | None: ...
+
+
+@runtime_checkable
+class CableRatingSource(Protocol):
+    """Optional extra of a pilot backend that reads the proximity pilot (PP) of a
+    socket with a detachable cable (REFERENCE 1.3). The core checks for it with
+    ``isinstance`` and limits the EVSE to the cable's rating.
+
+    Contract:
+        * ``cable_max_current_a`` is the rating coded by the PP resistor of the
+          plugged cable, A, or None (no PP wired, no cable, invalid resistor).
+          It is current when ``on_state`` reports a new CP state (the backend
+          reads PP first). Reading it never blocks and never raises.
+    """
+
+    @property
+    def cable_max_current_a(self) -> float | None: ...

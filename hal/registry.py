@@ -21,6 +21,7 @@ from hal.options import check, non_negative, positive
 
 if TYPE_CHECKING:
     from hal.modbus.bus import ModbusRtuLines
+    from hal.rapi.controller import RapiLinks
 
 ENTRY_POINT_GROUP = "evse_agent.backends"
 
@@ -50,10 +51,14 @@ class BackendContext:
         modbus_rtu_lines: The owner of every RS-485 line of the station, shared
             by all "modbus-rtu" meters so that meters on one port share one bus.
             None: each such meter opens its port for itself (one meter per line).
+        rapi_links: One OpenEVSE controller per serial port, shared by the
+            "openevse-rapi" pilot, contactor and meter of one board. None: each
+            role gets a controller of its own (only sensible for a single role).
     """
 
     pin_factory: Any | None = None
     modbus_rtu_lines: ModbusRtuLines | None = None
+    rapi_links: RapiLinks | None = None
 
 
 @dataclass(frozen=True)
@@ -229,15 +234,36 @@ class ModbusRtuMeterOptions(_PolledMeterOptions):
     timeout_s: float = field(default=0.5, metadata=check(positive))
 
 
+def _gpio_pin(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return None  # names ("GPIO17", "BOARD11") are checked by gpiozero when built
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 53
+    return None if ok else "must be a GPIO number (0-53) or a pin name"
+
+
+def _distinct_pins(*pins: int | str | None) -> None:
+    """Raise ValueError when two options name the same pin (None = not wired)."""
+    used = [pin for pin in pins if pin is not None]
+    if len(used) != len(set(used)):
+        raise ValueError(f"two options use the same pin: {sorted(map(str, used))}")
+
+
 @dataclass(frozen=True)
 class GpioContactorOptions:
     """Config of the "gpio" contactor (see ``hal.gpio.contactor``)."""
 
-    coil_pin: int | str
-    feedback_pin: int | str | None = None
+    coil_pin: int | str = field(metadata=check(_gpio_pin))
+    feedback_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
     coil_active_high: bool = True
     feedback_active_high: bool = True
     feedback_settle_s: float = field(default=0.1, metadata=check(positive))
+    rcd_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    rcd_active_high: bool = True
+    estop_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    estop_active_high: bool = True
+
+    def __post_init__(self) -> None:
+        _distinct_pins(self.coil_pin, self.feedback_pin, self.rcd_pin, self.estop_pin)
 
 
 def _build_modbus_tcp_meter(options: ModbusTcpMeterOptions, ctx: BackendContext) -> object:
@@ -299,6 +325,265 @@ def _build_gpio_contactor(options: GpioContactorOptions, ctx: BackendContext) ->
         coil_active_high=options.coil_active_high,
         feedback_active_high=options.feedback_active_high,
         feedback_settle_s=options.feedback_settle_s,
+        rcd_pin=options.rcd_pin,
+        rcd_active_high=options.rcd_active_high,
+        estop_pin=options.estop_pin,
+        estop_active_high=options.estop_active_high,
+    )
+
+
+# --- GPIO pilot, lock and status lamps (hal.gpio) --------------------------------------
+
+
+def _adc_model(value: Any) -> str | None:
+    return None if value in ("mcp3008", "mcp3208") else "must be mcp3008 or mcp3208"
+
+
+def _adc_channel(value: Any) -> str | None:
+    return None if value is None or 0 <= value <= 7 else "must be an ADC channel (0-7)"
+
+
+def _at_least_one(value: Any) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def _pwm_frequency(value: Any) -> str | None:
+    # IEC 61851-1 / REFERENCE 1.1: 1 kHz +-2 %
+    return None if 980 <= value <= 1020 else "must be 980..1020 Hz (IEC 61851-1: 1 kHz)"
+
+
+@dataclass(frozen=True)
+class GpioControlPilotOptions:
+    """Config of the "gpio" pilot (see ``hal.gpio.pilot``): a PWM pin and an MCP3x08 ADC."""
+
+    pwm_pin: int | str = field(metadata=check(_gpio_pin))
+    adc_model: str = field(default="mcp3008", metadata=check(_adc_model))
+    cp_high_channel: int = field(default=0, metadata=check(_adc_channel))
+    cp_low_channel: int | None = field(default=1, metadata=check(_adc_channel))
+    pp_channel: int | None = field(default=None, metadata=check(_adc_channel))
+    spi_clock_pin: int | str = field(default=11, metadata=check(_gpio_pin))
+    spi_mosi_pin: int | str = field(default=10, metadata=check(_gpio_pin))
+    spi_miso_pin: int | str = field(default=9, metadata=check(_gpio_pin))
+    spi_select_pin: int | str = field(default=8, metadata=check(_gpio_pin))
+    adc_vref_v: float = field(default=3.3, metadata=check(positive))
+    cp_gain: float = field(default=10.0, metadata=check(positive))
+    cp_offset_v: float = -15.0
+    hysteresis_v: float = field(default=0.5, metadata=check(non_negative))
+    debounce_samples: int = field(default=2, metadata=check(_at_least_one))
+    poll_interval_s: float = field(default=0.005, metadata=check(positive))
+    pp_pullup_ohm: float = field(default=1000.0, metadata=check(positive))
+    pp_interval_s: float = field(default=0.1, metadata=check(positive))
+    pwm_frequency_hz: float = field(default=1000.0, metadata=check(_pwm_frequency))
+    diode_fault_hold_s: float = field(default=2.0, metadata=check(non_negative))
+
+    def __post_init__(self) -> None:
+        _distinct_pins(
+            self.pwm_pin,
+            self.spi_clock_pin,
+            self.spi_mosi_pin,
+            self.spi_miso_pin,
+            self.spi_select_pin,
+        )
+        channels = [c for c in (self.cp_high_channel, self.cp_low_channel, self.pp_channel)]
+        used = [c for c in channels if c is not None]
+        if len(used) != len(set(used)):
+            raise ValueError("cp_high_channel, cp_low_channel and pp_channel must differ")
+
+
+@dataclass(frozen=True)
+class GpioConnectorLockOptions:
+    """Config of the "gpio" connector lock (see ``hal.gpio.lock``)."""
+
+    lock_pin: int | str = field(metadata=check(_gpio_pin))
+    unlock_pin: int | str = field(metadata=check(_gpio_pin))
+    feedback_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    motor_active_high: bool = True
+    feedback_active_high: bool = True
+    pulse_s: float = field(default=0.3, metadata=check(positive))
+    timeout_s: float = field(default=1.0, metadata=check(positive))
+
+    def __post_init__(self) -> None:
+        _distinct_pins(self.lock_pin, self.unlock_pin, self.feedback_pin)
+        if self.timeout_s < self.pulse_s:
+            raise ValueError("timeout_s must be >= pulse_s")
+
+
+@dataclass(frozen=True)
+class GpioStatusIndicatorOptions:
+    """Config of the "gpio" status lamps (see ``hal.gpio.indicator``)."""
+
+    available_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    occupied_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    charging_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    fault_pin: int | str | None = field(default=None, metadata=check(_gpio_pin))
+    active_high: bool = True
+
+    def __post_init__(self) -> None:
+        pins = (self.available_pin, self.occupied_pin, self.charging_pin, self.fault_pin)
+        if all(pin is None for pin in pins):
+            raise ValueError("at least one lamp pin is needed")
+        _distinct_pins(*pins)
+
+
+def _need_pins(role: str, ctx: BackendContext) -> Any:
+    if ctx.pin_factory is None:
+        raise BackendError(f"{role} backend 'gpio' needs a GPIO pin factory (none configured)")
+    return ctx.pin_factory
+
+
+def _build_gpio_pilot(options: GpioControlPilotOptions, ctx: BackendContext) -> object:
+    pin_factory = _need_pins("pilot", ctx)
+    from dataclasses import asdict
+
+    from hal.gpio.pilot import GpioControlPilot
+
+    return GpioControlPilot(pin_factory=pin_factory, **asdict(options))
+
+
+def _build_gpio_lock(options: GpioConnectorLockOptions, ctx: BackendContext) -> object:
+    pin_factory = _need_pins("lock", ctx)
+    from dataclasses import asdict
+
+    from hal.gpio.lock import GpioConnectorLock
+
+    return GpioConnectorLock(pin_factory=pin_factory, **asdict(options))
+
+
+def _build_gpio_indicator(options: GpioStatusIndicatorOptions, ctx: BackendContext) -> object:
+    pin_factory = _need_pins("indicator", ctx)
+    from dataclasses import asdict
+
+    from hal.gpio.indicator import GpioStatusIndicator
+
+    return GpioStatusIndicator(pin_factory=pin_factory, **asdict(options))
+
+
+def _can_interface(value: Any) -> str | None:
+    from can.interfaces import VALID_INTERFACES
+
+    known = ", ".join(sorted(VALID_INTERFACES))
+    return None if value in VALID_INTERFACES else f"unknown python-can interface (known: {known})"
+
+
+def _can_channel(value: Any) -> str | None:
+    return None if value else "must name a CAN channel (e.g. can0)"
+
+
+def _byte_current(value: Any) -> str | None:
+    return None if 1 <= value <= 255 else "must be 1..255 A (one CHAdeMO byte)"
+
+
+def _word_voltage(value: Any) -> str | None:
+    return None if 1 <= value <= 65535 else "must be 1..65535 V"
+
+
+@dataclass(frozen=True)
+class ChademoCanPilotOptions:
+    """Config of the "chademo-can" pilot (see ``hal.can.chademo_pilot``): the CHAdeMO
+    vehicle link on a CAN interface, driven by the core like a CP line."""
+
+    interface: str = field(default="socketcan", metadata=check(_can_interface))
+    channel: str = field(default="can0", metadata=check(_can_channel))
+    bitrate: int = field(default=500_000, metadata=check(positive))
+    max_voltage_v: int = field(default=500, metadata=check(_word_voltage))
+    max_current_a: int = field(default=125, metadata=check(_byte_current))
+    timeout_s: float = field(default=1.0, metadata=check(positive))
+
+
+def _build_chademo_can_pilot(options: ChademoCanPilotOptions, ctx: BackendContext) -> object:
+    del ctx
+    from hal.can.chademo_pilot import ChademoCanPilot
+    from hal.can.endpoint import open_bus
+
+    return ChademoCanPilot(
+        open_bus=lambda: open_bus(options.interface, options.channel, options.bitrate),
+        max_voltage_v=options.max_voltage_v,
+        max_current_a=options.max_current_a,
+        timeout_s=options.timeout_s,
+        name=f"chademo-{options.channel}",
+    )
+
+
+def _whole_amps(value: Any) -> str | None:
+    return None if isinstance(value, int) and 6 <= value <= 80 else "must be whole amps, 6..80"
+
+
+def _heartbeat_timeout(value: Any) -> str | None:
+    ok = isinstance(value, int) and 1 <= value <= 65535
+    return None if ok else "must be whole seconds, 1..65535"
+
+
+@dataclass(frozen=True)
+class RapiOptions:
+    """Config of the "openevse-rapi" pilot and contactor (see ``hal.rapi``): an
+    OpenEVSE controller on a serial port. Every role on one port must give the
+    same values (the port has one owner, ``hal.rapi.controller.RapiLinks``)."""
+
+    port: str = field(metadata=check(_serial_port))
+    baudrate: int = field(default=115200, metadata=check(positive))
+    timeout_s: float = field(default=0.5, metadata=check(positive))
+    heartbeat_interval_s: float = field(default=2.0, metadata=check(positive))
+    heartbeat_timeout_s: int = field(default=10, metadata=check(_heartbeat_timeout))
+    safe_current_a: int = field(default=6, metadata=check(_whole_amps))
+    fault_after_s: float = field(default=3.0, metadata=check(positive))
+
+
+@dataclass(frozen=True)
+class RapiMeterOptions(RapiOptions):
+    """Config of the "openevse-rapi" meter: the link keys plus polling."""
+
+    phases: int = field(
+        default=1, metadata=check(lambda v: None if v in (1, 2, 3) else "must be 1, 2 or 3")
+    )
+    poll_interval_s: float = field(default=1.0, metadata=check(positive))
+    meter_fault_after_s: float = field(default=5.0, metadata=check(positive))
+
+
+def _rapi_controller(role: str, options: RapiOptions, ctx: BackendContext) -> Any:
+    from hal.rapi.controller import RapiController, RapiSettings
+
+    if options.heartbeat_interval_s >= options.heartbeat_timeout_s:
+        raise BackendError(
+            f"{role} backend 'openevse-rapi': heartbeat_interval_s must be below "
+            "heartbeat_timeout_s, or the controller falls back between pulses"
+        )
+    settings = RapiSettings(
+        port=options.port,
+        baudrate=options.baudrate,
+        timeout_s=options.timeout_s,
+        heartbeat_interval_s=options.heartbeat_interval_s,
+        heartbeat_timeout_s=options.heartbeat_timeout_s,
+        safe_current_a=options.safe_current_a,
+        fault_after_s=options.fault_after_s,
+    )
+    if ctx.rapi_links is None:
+        return RapiController(settings)
+    try:
+        return ctx.rapi_links.controller(settings)
+    except ValueError as exc:
+        raise BackendError(f"{role} backend 'openevse-rapi': {exc}") from exc
+
+
+def _build_rapi_pilot(options: RapiOptions, ctx: BackendContext) -> object:
+    from hal.rapi.roles import RapiControlPilot
+
+    return RapiControlPilot(_rapi_controller("pilot", options, ctx))
+
+
+def _build_rapi_contactor(options: RapiOptions, ctx: BackendContext) -> object:
+    from hal.rapi.roles import RapiContactor
+
+    return RapiContactor(_rapi_controller("contactor", options, ctx))
+
+
+def _build_rapi_meter(options: RapiMeterOptions, ctx: BackendContext) -> object:
+    from hal.rapi.roles import RapiPowerMeter
+
+    return RapiPowerMeter(
+        _rapi_controller("meter", options, ctx),
+        phases=options.phases,
+        poll_interval_s=options.poll_interval_s,
+        fault_after_s=options.meter_fault_after_s,
     )
 
 
@@ -308,6 +593,13 @@ def builtin_backends() -> list[BackendSpec]:
         BackendSpec("meter", "modbus-tcp", _build_modbus_tcp_meter, ModbusTcpMeterOptions),
         BackendSpec("meter", "modbus-rtu", _build_modbus_rtu_meter, ModbusRtuMeterOptions),
         BackendSpec("contactor", "gpio", _build_gpio_contactor, GpioContactorOptions),
+        BackendSpec("pilot", "gpio", _build_gpio_pilot, GpioControlPilotOptions),
+        BackendSpec("lock", "gpio", _build_gpio_lock, GpioConnectorLockOptions),
+        BackendSpec("indicator", "gpio", _build_gpio_indicator, GpioStatusIndicatorOptions),
+        BackendSpec("pilot", "chademo-can", _build_chademo_can_pilot, ChademoCanPilotOptions),
+        BackendSpec("pilot", "openevse-rapi", _build_rapi_pilot, RapiOptions),
+        BackendSpec("contactor", "openevse-rapi", _build_rapi_contactor, RapiOptions),
+        BackendSpec("meter", "openevse-rapi", _build_rapi_meter, RapiMeterOptions),
     ]
 
 

@@ -25,11 +25,13 @@ class FaultCode(StrEnum):
     """Hardware fault reported by the HAL or raised by the core.
 
     The values are the generic charger error names; they match OCPP 1.6
-    ChargePointErrorCode, so that mapping is the identity, and the 2.0.1 adapter
-    maps them onto NotifyEvent components.
+    ChargePointErrorCode, so that mapping is the identity (except
+    ``EMERGENCY_STOP``, which 1.6 lacks: OtherError with vendorErrorCode
+    "EmergencyStop"), and the 2.0.1 adapter maps them onto NotifyEvent components.
     """
 
     CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
+    EMERGENCY_STOP = "EmergencyStop"
     EV_COMMUNICATION_ERROR = "EVCommunicationError"
     GROUND_FAILURE = "GroundFailure"
     HIGH_TEMPERATURE = "HighTemperature"
@@ -56,6 +58,8 @@ class MeterReading:
         energy_export_wh: Active export energy register, Wh, or None.
         monotonic_s: ``time.monotonic()`` when the meter answered (never when it
             was merely polled), so a frozen meter cannot look fresh.
+        power_phase_w: Active power per phase L1..L3, W, where the meter reports
+            it; empty when it reports only the total.
     """
 
     energy_import_wh: float
@@ -65,6 +69,7 @@ class MeterReading:
     frequency_hz: float | None
     energy_export_wh: float | None
     monotonic_s: float
+    power_phase_w: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

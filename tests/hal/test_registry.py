@@ -44,11 +44,11 @@ NOT_A_SPEC = 42
 
 def test_default_registry_has_the_builtins_and_is_new_each_time() -> None:
     a = default_registry()
-    assert a.names("meter") == ["modbus-rtu", "modbus-tcp"]
-    assert a.names("contactor") == ["gpio"]
+    assert a.names("meter") == ["modbus-rtu", "modbus-tcp", "openevse-rapi"]
+    assert a.names("contactor") == ["gpio", "openevse-rapi"]
     assert a.get("meter", "modbus-tcp").options is ModbusTcpMeterOptions
     a.register(PLUGIN_SPEC)
-    assert default_registry().names("lock") == []  # no shared module state
+    assert "vendor-lock" not in default_registry().names("lock")  # no shared module state
 
 
 def test_builtin_option_defaults_match_the_config_contract() -> None:
@@ -121,8 +121,8 @@ def test_entry_points_register_specs_lists_and_factories(monkeypatch: pytest.Mon
     _fake_entry_points(monkeypatch, f"{__name__}:PLUGIN_SPEC", f"{__name__}:plugin_specs")
     registry = default_registry()
     assert registry.load_entry_points() == 2
-    assert registry.names("lock") == ["vendor-lock"]
-    assert registry.names("meter") == ["modbus-rtu", "modbus-tcp", "vendor-meter"]
+    assert registry.names("lock") == ["gpio", "vendor-lock"]
+    assert registry.names("meter") == ["modbus-rtu", "modbus-tcp", "openevse-rapi", "vendor-meter"]
     spec = registry.get("lock", "vendor-lock")
     assert spec.factory(spec.options(pin=5), BackendContext()) == ("lock", 5)
 
