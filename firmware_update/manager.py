@@ -1,0 +1,482 @@
+"""The firmware update I/O: runs the pure machine (``machine.py``) against the world.
+
+One ``FirmwareManager`` lives as long as the agent. It accepts requests from an OCPP
+adapter (version-neutral ``UpdateRequest``), drives download -> verify -> wait ->
+install -> reboot with one task, and after the reboot continues from the journal
+(``confirm.py`` decides what the boot means). Each step is committed to the
+journal with its reports before its actions run, so a power cut at any point
+resumes the same requestId sequence (a download resumes from its ``.part``).
+
+Timing: waits for retrieveDateTime/installDateTime use the station clock (which
+the CSMS may correct); retry intervals are plain durations. Nothing here blocks
+the event loop: downloads, hashing and unpacking run in threads or subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from firmware_update import confirm
+from firmware_update.certs import CertificateStore
+from firmware_update.download import DownloadError, download
+from firmware_update.journal import FirmwareJournal, UpdateRequest
+from firmware_update.machine import (
+    CANCELLABLE,
+    Action,
+    Cancelled,
+    CertificateInvalid,
+    DownloadFailed,
+    DownloadOk,
+    Event,
+    InstallFailed,
+    InstallSucceeded,
+    InstallTimeReached,
+    NoTransactionRunning,
+    Phase,
+    Requested,
+    RetrieveTimeReached,
+    SignatureInvalid,
+    SignatureOk,
+    UpdateState,
+    step,
+)
+from firmware_update.slots import InstallError, SlotBackend
+from firmware_update.status import FirmwareStatus, UpdateKind, UpdateResponse
+from firmware_update.verify import VerificationError, verify_signature, verify_signing_certificate
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER_ROOT = "ManufacturerRootCertificate"
+IMAGE_NAME = "image"
+
+BUSY_PHASES = frozenset({Phase.INSTALLING, Phase.REBOOTING, Phase.CONFIRMING, Phase.REVERTING})
+"""Phases in which a Reset or a new request must not interfere (never half-applied)."""
+
+
+class MaintenanceHold(Protocol):
+    """What the manager needs from the station core (``agent.station.Station``)."""
+
+    async def hold_for_maintenance(self) -> None:
+        """Make idle EVSEs Unavailable and refuse new sessions (not persisted)."""
+
+    async def wait_no_transaction(self) -> None:
+        """Return once no transaction runs on any EVSE."""
+
+    def release_maintenance(self) -> None:
+        """Undo ``hold_for_maintenance``."""
+
+    def hal_ok(self) -> bool:
+        """True when no EVSE reports an active hardware fault."""
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    """Limits and timing of the firmware path.
+
+    Attributes:
+        work_dir: Where images are downloaded (``<data-dir>/firmware``).
+        max_download_bytes: Refuse larger images, bytes.
+        download_timeout_s: Connect / stall timeout of a download, s.
+        health_timeout_s: After the reboot, time for BootNotification to be
+            Accepted and the health check to pass, s.
+        trial_boot_attempts: Boots the new slot gets before falling back.
+        delivery_timeout_s: How long a reboot waits for queued reports to reach
+            the CSMS before restarting anyway, s.
+    """
+
+    work_dir: Path
+    max_download_bytes: int = 512 * 1024 * 1024
+    download_timeout_s: float = 30.0
+    health_timeout_s: float = 300.0
+    trial_boot_attempts: int = 2
+    delivery_timeout_s: float = 10.0
+
+
+Downloader = Callable[..., Awaitable[Path]]
+
+
+class FirmwareManager:
+    """Runs firmware updates and reports their progress through the journal's outbox.
+
+    Args:
+        journal: Persisted update row and report outbox.
+        slots: The slot backend (dir or rauc).
+        certificates: The certificate store (ManufacturerRootCertificate roots).
+        station: Maintenance hold and HAL health of the station core.
+        now: The station's UTC time.
+        options: Limits and timing.
+        restart: Called to reboot (into the armed trial slot, or back after a revert);
+            the process ends soon after.
+        wait_registered: Returns once the CSMS accepted our BootNotification.
+        downloader: ``firmware_update.download.download`` (tests inject a fake).
+    """
+
+    def __init__(
+        self,
+        *,
+        journal: FirmwareJournal,
+        slots: SlotBackend,
+        certificates: CertificateStore,
+        station: MaintenanceHold,
+        now: Callable[[], datetime],
+        options: ManagerOptions,
+        restart: Callable[[], None],
+        wait_registered: Callable[[], Awaitable[object]],
+        downloader: Downloader = download,
+    ) -> None:
+        self.journal = journal
+        self.slots = slots
+        self._certs = certificates
+        self._station = station
+        self._now = now
+        self._options = options
+        self._restart = restart
+        self._wait_registered = wait_registered
+        self.downloader = downloader
+        self._state = UpdateState()
+        self._request: UpdateRequest | None = None
+        self._target_slot: str | None = None
+        self._last_status = FirmwareStatus.IDLE
+        self._task: asyncio.Task[None] | None = None
+        self._outbox_changed = asyncio.Event()
+        self._outbox_changed.set()  # reports may be queued from before the restart
+        self._delivered = asyncio.Event()
+        self._rebooting = False
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def phase(self) -> Phase:
+        return self._state.phase
+
+    @property
+    def busy(self) -> bool:
+        """True from installing until confirmed: a Reset must be refused meanwhile."""
+        return self._state.phase in BUSY_PHASES or self._rebooting
+
+    def status_now(self) -> FirmwareStatus:
+        """The last status of the update in progress, or Idle (TriggerMessage)."""
+        if self._state.phase is Phase.IDLE:
+            return FirmwareStatus.IDLE
+        return self._last_status
+
+    @property
+    def request_id(self) -> int | None:
+        return self._request.request_id if self._request is not None else None
+
+    @property
+    def kind(self) -> UpdateKind | None:
+        return self._request.kind if self._request is not None else None
+
+    # ---------------------------------------------------- outbox delivery
+
+    async def wait_reports(self) -> None:
+        """Return when reports may be queued (the adapter then reads ``journal.pending``)."""
+        await self._outbox_changed.wait()
+        self._outbox_changed.clear()
+
+    def reports_queued(self) -> None:
+        """Wake the delivering adapter (also used by the diagnostics service)."""
+        self._delivered.clear()
+        self._outbox_changed.set()
+
+    async def acknowledge(self, seq: int) -> None:
+        """A report reached the CSMS (or was refused for good): forget it."""
+        await self.journal.acknowledge(seq)
+        if not await self.journal.pending(limit=1):
+            self._delivered.set()
+
+    async def wait_delivered(self, timeout_s: float) -> bool:
+        """Wait (bounded) until every queued report was delivered; True if so."""
+        if not await self.journal.pending(limit=1):
+            return True
+        try:
+            await asyncio.wait_for(self._delivered.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load the journal and resume an update in progress (after a reboot too).
+
+        Must run before the OCPP connection starts: a trial boot is counted here.
+        """
+        entry = await self.journal.load()
+        if entry is None:
+            return
+        self._request = entry.request
+        self._state = entry.state
+        self._target_slot = entry.target_slot
+        self._last_status = _RESUMED_STATUS.get(entry.state.phase, FirmwareStatus.IDLE)
+        log.info("resuming firmware update %d in phase %s", entry.request.request_id, self.phase)
+        if entry.state.phase in (Phase.REBOOTING, Phase.CONFIRMING, Phase.REVERTING):
+            event = confirm.boot_event(self.slots, entry.target_slot)
+            self._spawn(self._apply(event))
+        elif entry.state.phase in _RESUME_ACTIONS:
+            self._spawn(self._perform_all(_RESUME_ACTIONS[entry.state.phase]))
+
+    async def stop(self) -> None:
+        """Cancel the running update task (its journal state stays as committed)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def evaluate(self, request: UpdateRequest) -> UpdateResponse:
+        """The answer ``request`` would get now, without side effects.
+
+        An adapter answers the CSMS with this and then calls :meth:`request`, so
+        no status of the new update can overtake the answer.
+        """
+        if request.kind is UpdateKind.SIGNED and self._certificate_problem(request):
+            return UpdateResponse.INVALID_CERTIFICATE
+        if self.busy:
+            return UpdateResponse.REJECTED
+        if self._state.phase in CANCELLABLE:
+            return UpdateResponse.ACCEPTED_CANCELED
+        return UpdateResponse.ACCEPTED
+
+    def _certificate_problem(self, request: UpdateRequest) -> str | None:
+        try:
+            verify_signing_certificate(
+                request.signing_certificate or "",
+                self._certs.certificates(MANUFACTURER_ROOT),
+                now=self._now(),
+            )
+        except VerificationError as e:
+            return str(e)
+        return None
+
+    async def request(self, request: UpdateRequest) -> UpdateResponse:
+        """Accept (or refuse) a new update and start it; returns the answer.
+
+        A signed request's certificate is checked first: InvalidCertificate queues
+        the security event InvalidFirmwareSigningCertificate and changes nothing else.
+        An update that is installing or rebooting is never interrupted (Rejected);
+        an earlier one still downloading or waiting is cancelled (AcceptedCanceled).
+        """
+        if request.kind is UpdateKind.SIGNED:
+            problem = self._certificate_problem(request)
+            if problem is not None:
+                log.warning("firmware request %d: %s", request.request_id, problem)
+                _, out = step(UpdateState(), CertificateInvalid())
+                await self.journal.queue_reports(request, out.reports, self._ts())
+                self.reports_queued()
+                return UpdateResponse.INVALID_CERTIFICATE
+        if self.busy:
+            return UpdateResponse.REJECTED
+        answer = UpdateResponse.ACCEPTED
+        if self._state.phase in CANCELLABLE:
+            log.warning(
+                "firmware update %s cancelled by request %d", self.request_id, request.request_id
+            )
+            await self.stop()
+            _, out = step(self._state, Cancelled())
+            await self._perform_all(out.actions)
+            answer = UpdateResponse.ACCEPTED_CANCELED
+        self._request = request
+        self._target_slot = None
+        self._state = UpdateState(kind=request.kind, retries_left=max(0, request.retries))
+        new, out = step(self._state, Requested(retrieve_due=request.retrieve_at <= self._now()))
+        await self.journal.replace(request, new, out.reports, self._ts())
+        self._committed(new, out.reports)
+        self._spawn(self._perform_all(out.actions))
+        return answer
+
+    # ------------------------------------------------------------ the run
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("firmware update task failed")
+
+        self._task = asyncio.create_task(run(), name="firmware-update")
+        # cancelled before it ran: the inner coroutine was never started
+        self._task.add_done_callback(lambda _: coro.close())
+
+    def _ts(self) -> str:
+        return self._now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _committed(self, state: UpdateState, reports: tuple[object, ...]) -> None:
+        self._state = state
+        for report in reports:
+            if isinstance(report, FirmwareStatus):
+                self._last_status = report
+        if reports:
+            self.reports_queued()
+
+    async def _apply(self, event: Event, *, target_version: str | None = None) -> None:
+        """Step the machine, commit state + reports durably, then perform the actions."""
+        assert self._request is not None
+        new, out = step(self._state, event)
+        if new == self._state and not out.reports and not out.actions:
+            log.debug("firmware: %s ignored in phase %s", type(event).__name__, self.phase)
+            return
+        log.info("firmware %d: %s -> %s", self._request.request_id, self.phase, new.phase)
+        await self.journal.commit(
+            self._request,
+            new,
+            out.reports,
+            self._ts(),
+            target_slot=self._target_slot,
+            target_version=target_version,
+        )
+        self._committed(new, out.reports)
+        if new.phase is Phase.IDLE:
+            self._request_done()
+        await self._perform_all(out.actions)
+
+    def _request_done(self) -> None:
+        self._target_slot = None
+
+    async def _perform_all(self, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            await self._perform(action)
+
+    async def _perform(self, action: Action) -> None:
+        request = self._request
+        match action:
+            case Action.WAIT_RETRIEVE_TIME:
+                assert request is not None
+                await self._sleep_until(request.retrieve_at)
+                await self._apply(RetrieveTimeReached())
+            case Action.WAIT_RETRY:
+                assert request is not None
+                await asyncio.sleep(request.retry_interval_s)
+                await self._apply(RetrieveTimeReached())
+            case Action.DOWNLOAD:
+                await self._apply(await self._download_image())
+            case Action.VERIFY_SIGNATURE:
+                await self._apply(await self._verify())
+            case Action.WAIT_INSTALL_TIME:
+                assert request is not None and request.install_at is not None
+                await self._sleep_until(request.install_at)
+                await self._apply(InstallTimeReached())
+            case Action.HOLD_AND_WAIT_IDLE:
+                await self._station.hold_for_maintenance()
+                await self._station.wait_no_transaction()
+                await self._apply(NoTransactionRunning())
+            case Action.INSTALL:
+                await self._install()
+            case Action.REBOOT:
+                assert self._target_slot is not None
+                self.slots.activate_trial(
+                    self._target_slot, attempts=self._options.trial_boot_attempts
+                )
+                await self._reboot()
+            case Action.CONFIRM:
+                event = await confirm.check_health(
+                    self.slots,
+                    self._station,
+                    self._wait_registered,
+                    timeout_s=self._options.health_timeout_s,
+                )
+                await self._apply(event)
+            case Action.REVERT:
+                self.slots.mark_bad()
+                await self._reboot()
+            case Action.RELEASE_HOLD:
+                self._station.release_maintenance()
+            case Action.CLEANUP:
+                shutil.rmtree(self._options.work_dir, ignore_errors=True)
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        delay_s = (moment - self._now()).total_seconds()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+    def _image_path(self) -> Path:
+        return self._options.work_dir / IMAGE_NAME
+
+    async def _download_image(self) -> Event:
+        assert self._request is not None
+        request = self._request
+        install_due = request.install_at is None or request.install_at <= self._now()
+        try:
+            self._options.work_dir.mkdir(parents=True, exist_ok=True)
+            await self.downloader(
+                request.location,
+                self._image_path(),
+                max_bytes=self._options.max_download_bytes,
+                timeout_s=self._options.download_timeout_s,
+            )
+        except (DownloadError, OSError) as e:
+            log.warning("firmware download from %s failed: %s", request.location, e)
+            return DownloadFailed()
+        return DownloadOk(install_due=install_due)
+
+    async def _verify(self) -> Event:
+        assert self._request is not None
+        request = self._request
+        install_due = request.install_at is None or request.install_at <= self._now()
+        try:
+            cert = verify_signing_certificate(
+                request.signing_certificate or "",
+                self._certs.certificates(MANUFACTURER_ROOT),
+                now=self._now(),
+            )
+            await asyncio.to_thread(
+                verify_signature, self._image_path(), cert, request.signature or ""
+            )
+        except (VerificationError, OSError) as e:
+            log.warning("firmware %d: signature not verified: %s", request.request_id, e)
+            return SignatureInvalid()
+        return SignatureOk(install_due=install_due)
+
+    async def _install(self) -> None:
+        try:
+            slot = await self.slots.install(self._image_path())
+        except (InstallError, OSError) as e:
+            log.warning("firmware install failed: %s", e)
+            await self._apply(InstallFailed())
+            return
+        self._target_slot = slot
+        version = self.slots.slot_version(slot)
+        log.info("firmware %s installed into slot %s", version, slot)
+        await self._apply(InstallSucceeded(), target_version=version)
+
+    async def _reboot(self) -> None:
+        """Let the reports reach the CSMS (bounded), then restart."""
+        self._rebooting = True
+        if not await self.wait_delivered(self._options.delivery_timeout_s):
+            log.warning("rebooting with firmware reports still queued")
+        log.warning("firmware update: rebooting")
+        self._restart()
+
+
+_RESUME_ACTIONS: dict[Phase, tuple[Action, ...]] = {
+    Phase.DOWNLOAD_SCHEDULED: (Action.WAIT_RETRIEVE_TIME,),
+    Phase.DOWNLOADING: (Action.DOWNLOAD,),
+    Phase.DOWNLOAD_RETRY_WAIT: (Action.WAIT_RETRY,),
+    Phase.VERIFYING: (Action.VERIFY_SIGNATURE,),
+    Phase.INSTALL_SCHEDULED: (Action.WAIT_INSTALL_TIME,),
+    Phase.WAITING_IDLE: (Action.HOLD_AND_WAIT_IDLE,),
+    # the hold again first (its NoTransactionRunning is ignored while INSTALLING)
+    Phase.INSTALLING: (Action.HOLD_AND_WAIT_IDLE, Action.INSTALL),
+}
+"""What to do again when the agent starts in a phase (a power cut interrupted it)."""
+
+_RESUMED_STATUS: dict[Phase, FirmwareStatus] = {
+    Phase.DOWNLOAD_SCHEDULED: FirmwareStatus.DOWNLOAD_SCHEDULED,
+    Phase.DOWNLOADING: FirmwareStatus.DOWNLOADING,
+    Phase.DOWNLOAD_RETRY_WAIT: FirmwareStatus.DOWNLOADING,
+    Phase.VERIFYING: FirmwareStatus.DOWNLOADED,
+    Phase.INSTALL_SCHEDULED: FirmwareStatus.INSTALL_SCHEDULED,
+    Phase.WAITING_IDLE: FirmwareStatus.SIGNATURE_VERIFIED,
+    Phase.INSTALLING: FirmwareStatus.INSTALLING,
+    Phase.REBOOTING: FirmwareStatus.INSTALL_REBOOTING,
+    Phase.CONFIRMING: FirmwareStatus.INSTALL_REBOOTING,
+    Phase.REVERTING: FirmwareStatus.INSTALL_REBOOTING,
+}
+"""The status TriggerMessage reports for a phase resumed from the journal."""
