@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,28 +31,40 @@ from agent.authorization.cache import AuthCache
 from agent.authorization.local_list import LocalAuthList
 from agent.clock import Clock
 from agent.config import (
+    ROLES,
     SIM_BACKEND,
     AgentConfig,
     BackendConfig,
+    BackendValidator,
     ConfigError,
     EvseConfig,
     parse_dataclass,
 )
+from agent.console.hal_check import DeviceCheck, check_hardware
 from agent.console.sim_control import SimControlServer, socket_path
 from agent.events import EvseStatusChanged
+from agent.evse.aligned import ClockAlignedSampler
 from agent.evse.controller import EvseController, EvseHardware
 from agent.ocpp.connection import ConnectionSupervisor
 from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
 from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
+from agent.reservations.service import STORE_KEY as RESERVATIONS_KEY
+from agent.reservations.service import ReservationService
 from agent.sd_notify import notify, watchdog_interval_s
 from agent.settings import Settings
 from agent.smart_charging.service import SmartChargingService
 from agent.station import AVAILABILITY_KEY, ResetKind, Station
 from agent.transactions.journal import TransactionJournal
+from firmware_update.certs import CertificateStore
+from firmware_update.diagnostics import BundleSources, DiagnosticsService, FrameRecorder
+from firmware_update.journal import FirmwareJournal
+from firmware_update.manager import FirmwareManager, ManagerOptions
+from firmware_update.slots import DirSlots, RaucSlots, SlotBackend
 from hal.faults import HalError
 from hal.gpio.pins import make_pin_factory
 from hal.modbus.bus import ModbusRtuLines
+from hal.rapi.controller import RapiLinks
 from hal.registry import BackendContext, Registry, default_registry
 from hal.sim.rig import SimEvseRig
 
@@ -65,15 +79,17 @@ class ExitReason(StrEnum):
     RESET = "reset"  # a CSMS Reset: the caller restarts the process
 
 
-def backend_validator(registry: Registry) -> Callable[[str, str, Mapping[str, Any], str], None]:
-    """A config validator that checks backend options against the registry."""
+def backend_validator(registry: Registry) -> BackendValidator:
+    """A config validator that checks backend options against the registry and
+    returns them with the backend's defaults filled in."""
 
-    def validate(role: str, name: str, options: Mapping[str, Any], path: str) -> None:
+    def validate(role: str, name: str, options: Mapping[str, Any], path: str) -> dict[str, Any]:
         try:
             spec = registry.get(role, name)
         except LookupError as e:
             raise ConfigError(f"{path}.backend: {e}") from None
-        parse_dataclass(spec.options, dict(options), path)
+        parsed: Any = parse_dataclass(spec.options, dict(options), path)
+        return {f.name: getattr(parsed, f.name) for f in dataclasses.fields(parsed)}
 
     return validate
 
@@ -114,6 +130,8 @@ class App:
         self.rigs: dict[int, SimEvseRig] = {}
         # one owner per RS-485 port, shared by every "modbus-rtu" meter on it
         self._rtu_lines = ModbusRtuLines()
+        # one owner per OpenEVSE (RAPI) port, shared by its pilot, contactor and meter
+        self._rapi_links = RapiLinks()
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._exit = ExitReason.STOPPED
@@ -122,6 +140,10 @@ class App:
         self.station: Station | None = None
         self.adapter: V16Adapter | None = None
         self.supervisor: ConnectionSupervisor | None = None
+        self.firmware: FirmwareManager | None = None
+        self.diagnostics: DiagnosticsService | None = None
+        self.frames = FrameRecorder(self.clock.now)
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def data_dir(self) -> Path:
@@ -145,6 +167,7 @@ class App:
         parts: dict[int, _EvseParts] = {}
         sim_server: SimControlServer | None = None
         smart_charging: SmartChargingService | None = None
+        reservations: ReservationService | None = None
         try:
             settings_store = SettingsStore(store)
             persisted = await settings_store.load()
@@ -186,6 +209,8 @@ class App:
                     operative=station.effective_operative(evse_cfg.id),
                     max_current_a=min(evse_cfg.max_current_a, cfg.station.max_current_a),
                     ventilation_available=cfg.station.ventilation_available,
+                    on_sample=station.publish_sample,
+                    admit=station.admit_start,
                 )
             await station.recover_interrupted()
             await journal.forget_finished(keep_last=FINISHED_TRANSACTIONS_KEPT)
@@ -204,6 +229,17 @@ class App:
             # limits are in force before the controllers run (they survive a reboot)
             await smart_charging.start()
             station.smart_charging = smart_charging
+            # persisted reservations hold their connectors before the controllers run
+            reservations = ReservationService(
+                controllers=controllers,
+                settings=settings,
+                settings_store=settings_store,
+                clock=self.clock,
+                station_operative=lambda: station.effective_operative(0),
+            )
+            await reservations.start(persisted.get(RESERVATIONS_KEY))
+            station.attach_reservations(reservations)
+            slots, firmware, diagnostics = self._build_firmware(store, station)
             adapter = V16Adapter(
                 station=station,
                 settings=settings,
@@ -214,17 +250,29 @@ class App:
                     vendor=cfg.station.vendor,
                     model=cfg.station.model,
                     serial_number=cfg.station.serial_number,
-                    firmware_version=__version__,
+                    firmware_version=slots.booted_version(),
                 ),
                 call_timeout_s=cfg.csms.call_timeout_s,
                 boot_retry_s=cfg.csms.boot_retry_s,
                 local_list=local_list,
-                trace=self.trace,
+                trace=self._trace,
+                firmware=firmware,
+                diagnostics=diagnostics,
+                accept_unsigned_updates=cfg.firmware.accept_unsigned_updates,
             )
             self.adapter = adapter
+            # before the connection: a trial boot of a new slot is counted here
+            await firmware.start()
             for ctl in controllers.values():
                 tasks.append(asyncio.create_task(ctl.run(), name=f"evse-{ctl.evse_id}"))
             await asyncio.gather(*(c.wait_started() for c in controllers.values()))
+            aligned = ClockAlignedSampler(
+                clock=self.clock,
+                settings=settings,
+                evses=controllers,
+                publish=station.publish_sample,
+            )
+            tasks.append(asyncio.create_task(aligned.run(), name="clock-aligned-data"))
             self.supervisor = ConnectionSupervisor(
                 csms=cfg.csms,
                 charge_point_id=cfg.station.charge_point_id,
@@ -240,7 +288,13 @@ class App:
                 tasks.append(asyncio.create_task(self._watchdog(watchdog_s), name="watchdog"))
             notify("READY=1")
             self.started.set()
-            log.info("evse-agent %s running as %s", __version__, cfg.station.charge_point_id)
+            log.info(
+                "evse-agent %s (firmware %s, slot %s) running as %s",
+                __version__,
+                slots.booted_version(),
+                slots.booted_slot(),
+                cfg.station.charge_point_id,
+            )
             stopper = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -258,17 +312,139 @@ class App:
                 notify("STOPPING=1")
             if smart_charging is not None:
                 await smart_charging.stop()
+            if reservations is not None:
+                await reservations.stop()
+            if self.firmware is not None:
+                await self.firmware.stop()
+            if self.diagnostics is not None:
+                await self.diagnostics.stop()
             # controllers first: they open the contactors
             for task in reversed(tasks):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if sim_server is not None:
                 await sim_server.stop()
-            for rig in self.rigs.values():
-                with contextlib.suppress(Exception):
-                    await rig.stop()
-            await self._rtu_lines.close()
+            await self._release_shared_hardware()
             await store.close()
+
+    async def _release_shared_hardware(self) -> None:
+        """Stop the simulated rigs and close the shared buses (RS-485 lines, RAPI ports)."""
+        for rig in self.rigs.values():
+            with contextlib.suppress(Exception):
+                await rig.stop()
+        await self._rtu_lines.close()
+        await self._rapi_links.close()
+
+    async def check_hardware(self, timeout_s: float = 3.0) -> list[DeviceCheck]:
+        """``evse-agent hal check``: build every configured device as ``run`` does,
+        probe it (``agent.console.hal_check``) and release everything. The contactor
+        is never switched on and no CSMS is contacted. A device that cannot even be
+        built (no GPIO, bad port) is a FAIL naming the reason; nothing raises.
+        """
+        devices: dict[int, dict[str, tuple[str, Any]]] = {}
+        results: list[DeviceCheck] = []
+        try:
+            for evse_cfg in self.config.evses:
+                rig = None
+                if any(
+                    (b := getattr(evse_cfg, role)) is not None and b.backend == SIM_BACKEND
+                    for role in ROLES
+                ):
+                    rig = await self._start_rig(evse_cfg)
+                devices[evse_cfg.id] = {}
+                for role in ROLES:
+                    backend = getattr(evse_cfg, role)
+                    if backend is None:
+                        continue
+                    try:
+                        device = self._build_role(role, backend, rig)
+                    except Exception as exc:  # reported, not raised: the check goes on
+                        detail = f"cannot build: {exc}"
+                        results.append(
+                            DeviceCheck(evse_cfg.id, role, backend.backend, False, detail)
+                        )
+                        continue
+                    devices[evse_cfg.id][role] = (backend.backend, device)
+            results.extend(await check_hardware(devices, timeout_s=timeout_s))
+        finally:
+            await self._release_shared_hardware()
+        return sorted(results, key=lambda r: (r.evse_id, ROLES.index(r.role)))
+
+    def _trace(self, direction: str, frame: str) -> None:
+        self.frames(direction, frame)  # kept for diagnostics bundles
+        if self.trace is not None:
+            self.trace(direction, frame)
+
+    def _build_firmware(
+        self, store: Store, station: Station
+    ) -> tuple[SlotBackend, FirmwareManager, DiagnosticsService]:
+        """The slot backend, update manager and diagnostics service ([firmware])."""
+        cfg = self.config
+        fw = cfg.firmware
+        slots: SlotBackend
+        if fw.slot_backend == "rauc":
+            slots = RaucSlots(
+                shlex.split(fw.rauc_command),
+                default_version=__version__,
+                # the armed trial must survive the reboot (data partition)
+                state_file=(fw.slots_dir or self.data_dir / "slots") / "rauc-trial.json",
+            )
+        else:
+            slots = DirSlots(fw.slots_dir or self.data_dir / "slots", default_version=__version__)
+        journal = FirmwareJournal(store)
+        firmware = FirmwareManager(
+            journal=journal,
+            slots=slots,
+            certificates=CertificateStore(self.data_dir / "certs"),
+            station=station,
+            now=self.clock.now,
+            options=ManagerOptions(
+                work_dir=self.data_dir / "firmware",
+                max_download_bytes=fw.max_download_bytes,
+                download_timeout_s=fw.download_timeout_s,
+                health_timeout_s=fw.health_timeout_s,
+                trial_boot_attempts=fw.trial_boot_attempts,
+                delivery_timeout_s=cfg.csms.call_timeout_s,
+            ),
+            restart=self._firmware_reboot,
+            wait_registered=self._wait_registered,
+        )
+        station.reset_blocked = lambda: firmware.busy
+        diagnostics = DiagnosticsService(
+            journal=journal,
+            reports_queued=firmware.reports_queued,
+            sources=BundleSources(
+                data_dir=self.data_dir,
+                config=lambda: dataclasses.asdict(cfg),
+                hal_status=lambda: {
+                    str(i): {
+                        "status": c.status.status if c.status else None,
+                        "faulted": c.state.faulted,
+                    }
+                    for i, c in station.controllers.items()
+                },
+                frames=self.frames,
+            ),
+            now=self.clock.now,
+            charge_point_id=cfg.station.charge_point_id,
+        )
+        self.firmware, self.diagnostics = firmware, diagnostics
+        return slots, firmware, diagnostics
+
+    async def _wait_registered(self) -> None:
+        assert self.adapter is not None
+        await self.adapter.registered.wait()
+
+    def _firmware_reboot(self) -> None:
+        """Reboot into the new slot: the configured command, else restart the process."""
+        command = self.config.firmware.reboot_command
+        if not command:
+            self._request_restart(ResetKind.HARD)
+            return
+        log.warning("firmware update: running %s", command)
+        task = asyncio.get_running_loop().create_task(_run_reboot(shlex.split(command)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _deliver_before_restart(adapter: V16Adapter, timeout_s: float) -> None:
@@ -296,31 +472,40 @@ class App:
             rig = await self._start_rig(evse_cfg)
 
         def build(role: str, backend: BackendConfig | None) -> Any:
-            if backend is None:
-                return None
-            if backend.backend == SIM_BACKEND:
-                assert rig is not None
-                return {
-                    "meter": rig.meter,
-                    "contactor": rig.contactor,
-                    "pilot": rig.pilot,
-                    "token_reader": rig.token_reader,
-                }[role]
-            spec = self.registry.get(role, backend.backend)
-            options: Any = parse_dataclass(spec.options, dict(backend.options), f"evse.{role}")
-            context = BackendContext(
-                pin_factory=self._pin_factory(),
-                modbus_rtu_lines=self._rtu_lines,
-            )
-            return spec.factory(options, context)
+            return None if backend is None else self._build_role(role, backend, rig)
 
         hardware = EvseHardware(
             meter=build("meter", evse_cfg.meter),
             contactor=build("contactor", evse_cfg.contactor),
             pilot=build("pilot", evse_cfg.pilot),
             token_reader=build("token_reader", evse_cfg.token_reader),
+            lock=build("lock", evse_cfg.lock),
+            indicator=build("indicator", evse_cfg.indicator),
         )
         return _EvseParts(hardware, rig)
+
+    def _build_role(self, role: str, backend: BackendConfig, rig: SimEvseRig | None) -> Any:
+        """One role's device: the rig's simulated one, or the registry's backend.
+
+        Raises:
+            BackendError: The backend cannot be built (e.g. GPIO without a pin factory).
+        """
+        if backend.backend == SIM_BACKEND:
+            assert rig is not None
+            return {
+                "meter": rig.meter,
+                "contactor": rig.contactor,
+                "pilot": rig.pilot,
+                "token_reader": rig.token_reader,
+            }[role]
+        spec = self.registry.get(role, backend.backend)
+        options: Any = parse_dataclass(spec.options, dict(backend.options), f"evse.{role}")
+        context = BackendContext(
+            pin_factory=self._pin_factory(),
+            modbus_rtu_lines=self._rtu_lines,
+            rapi_links=self._rapi_links,
+        )
+        return spec.factory(options, context)
 
     def _pin_factory(self) -> Any:
         """The board's GPIO pin factory, made on first use. A board without GPIO
@@ -381,3 +566,15 @@ class App:
         if rig is None:
             raise ValueError(f"no simulated EVSE {evse_id} (have {sorted(self.rigs)})")
         return rig.apply(command, arg)
+
+
+async def _run_reboot(argv: list[str]) -> None:
+    """Run the configured reboot command (the system then stops the agent)."""
+    try:
+        process = await asyncio.create_subprocess_exec(*argv)
+        code = await process.wait()
+    except OSError as e:
+        log.error("reboot command %s failed: %s", argv, e)
+        return
+    if code != 0:
+        log.error("reboot command %s exited with %d", argv, code)

@@ -1,4 +1,4 @@
-"""Command line: ``evse-agent run | demo | sim | meter read``.
+"""Command line: ``evse-agent run | demo | sim | hal check | meter read``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 """
@@ -26,6 +26,7 @@ from agent.config import (
     sim_defaults,
 )
 from agent.console.sim_control import send_command, socket_path
+from firmware_update.diagnostics import ensure_file_log
 from hal.registry import default_registry
 
 DEFAULT_CSMS_URL = "ws://127.0.0.1:9000/ocpp"
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="scripted session against a local CSMS emulator")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.add_argument(
+        "--firmware", action="store_true", help="a signed firmware update instead of a session"
+    )
 
     sim = sub.add_parser("sim", help="drive the simulated EV of a running --sim agent")
     sim.add_argument("action", choices=SIM_COMMANDS)
@@ -60,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--evse", type=int, default=1)
     sim.add_argument("--data-dir", type=Path)
     sim.add_argument("--config", type=Path)
+
+    hal = sub.add_parser("hal", help="technician: probe the configured hardware")
+    hal_sub = hal.add_subparsers(dest="hal_command", required=True)
+    check = hal_sub.add_parser("check", help="probe every device; PASS/FAIL; exit 1 on a FAIL")
+    check.add_argument("--config", type=Path, required=True, help="TOML config file")
+    check.add_argument("--timeout", type=float, default=3.0, help="longest look per device, s")
 
     meter = sub.add_parser("meter", help="technician: talk to an energy meter")
     meter_sub = meter.add_subparsers(dest="meter_command", required=True)
@@ -141,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"evse-agent: config error: {e}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    # diagnostics bundles (GetDiagnostics / GetLog) upload this rotating file log
+    ensure_file_log(config.station.data_dir)
     reason = asyncio.run(_run_app(config))
     if reason == ExitReason.RESET:
         # OCPP Reset: restart the whole process (a new boot, BootNotification again).
@@ -173,10 +185,27 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from hil.demo import run_demo
+    from hil.demo import run_demo, run_firmware_demo
 
-    code: int = asyncio.run(run_demo(quiet=args.quiet))
+    demo = run_firmware_demo if args.firmware else run_demo
+    code: int = asyncio.run(demo(quiet=args.quiet))
     return code
+
+
+def cmd_hal(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, backend_validator(default_registry()))
+    except ConfigError as e:
+        print(f"evse-agent: config error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    results = asyncio.run(App(config).check_hardware(timeout_s=args.timeout))
+    for result in results:
+        print(result.line())
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} PASS, {failed} FAIL")
+    return 1 if failed else 0
 
 
 def cmd_meter(args: argparse.Namespace) -> int:
@@ -211,7 +240,13 @@ def cmd_meter(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "demo": cmd_demo, "sim": cmd_sim, "meter": cmd_meter}
+    handlers = {
+        "run": cmd_run,
+        "demo": cmd_demo,
+        "sim": cmd_sim,
+        "meter": cmd_meter,
+        "hal": cmd_hal,
+    }
     return handlers[args.command](args)
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+log = logging.getLogger(__name__)
+
+CorrectionListener = Callable[[timedelta], None]
+"""Told the step of a wall-clock correction (new minus old station time)."""
 
 
 class Clock:
@@ -12,10 +19,13 @@ class Clock:
     ``now()`` is system UTC plus an offset set from the CSMS (OCPP 1.6 4.2:
     BootNotification.conf currentTime); the system clock itself is never changed,
     because the agent may not be allowed to. ``monotonic()`` is for durations.
+    Whoever waits for a wall-clock moment subscribes to corrections
+    (:meth:`subscribe_corrections`) and re-aims its wait when one comes.
     """
 
     def __init__(self) -> None:
         self._offset = timedelta(0)
+        self._listeners: list[CorrectionListener] = []
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never jumps."""
@@ -30,10 +40,35 @@ class Clock:
         return to_iso(self.now())
 
     def set_utc(self, current: datetime) -> None:
-        """Adopt ``current`` (from the CSMS) as the time now."""
+        """Adopt ``current`` (from the CSMS) as the time now, then tell the listeners.
+
+        Listeners run synchronously in the caller's thread (the event loop), in
+        subscription order, each with the step (new minus old ``now()``); one
+        that raises is logged and does not keep the others from running.
+        """
         if current.tzinfo is None:
             current = current.replace(tzinfo=UTC)
+        old_offset = self._offset
         self._offset = current - datetime.now(UTC)
+        step = self._offset - old_offset
+        for listener in list(self._listeners):
+            try:
+                listener(step)
+            except Exception:  # a broken listener must not undo the correction
+                log.exception("clock correction listener %r failed", listener)
+
+    def subscribe_corrections(self, listener: CorrectionListener) -> Callable[[], None]:
+        """Call ``listener(step)`` after every :meth:`set_utc`; returns an unsubscriber.
+
+        The unsubscriber is idempotent.
+        """
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
 
 def to_iso(moment: datetime) -> str:

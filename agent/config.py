@@ -13,7 +13,8 @@ Layout (see ``deploy/agent.toml.example`` for an annotated file)::
     board       optional board profile supplying the [[evse]] role tables
                 (``agent.boards``; the config's own tables override it)
     [[evse]]    one table per EVSE, with [evse.meter], [evse.contactor],
-                [evse.pilot] and optional [evse.token_reader] backend tables
+                [evse.pilot] and optional [evse.token_reader], [evse.lock] and
+                [evse.indicator] backend tables
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from agent.boards import BoardError, check_pins, load_board, merge_board
 from agent.settings import SettingError, definition
 from hal.options import check, non_negative, positive
 
-ROLES = ("meter", "contactor", "pilot", "token_reader")
+ROLES = ("meter", "contactor", "pilot", "token_reader", "lock", "indicator")
+OPTIONAL_ROLES = ("token_reader", "lock", "indicator")
+NO_SIM_ROLES = ("lock", "indicator")  # the simulated rig has neither
 SIM_BACKEND = "sim"
 OCPP_VERSIONS = ("1.6",)
 
@@ -94,10 +97,15 @@ class SimConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """One HAL role: a backend name and its options (validated by the backend)."""
+    """One HAL role: a backend name and its options (validated by the backend).
+
+    ``resolved`` is every option with defaults filled in, as the validator parsed
+    them (empty without a validator, and for ``sim``); the pin check reads it.
+    """
 
     backend: str
     options: Mapping[str, Any]
+    resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,29 @@ class EvseConfig:
     contactor: BackendConfig
     pilot: BackendConfig
     token_reader: BackendConfig | None = None
+    lock: BackendConfig | None = None
+    indicator: BackendConfig | None = None
     max_current_a: float = field(default=32.0, metadata=check(positive))
     phases: int = 3
+
+
+@dataclass(frozen=True)
+class FirmwareConfig:
+    """Firmware updates (``[firmware]``): where the new release goes and how to reboot.
+
+    ``slots_dir`` None means ``<data_dir>/slots``; ``reboot_command`` "" means: the
+    dir backend re-executes the agent process (the rauc backend needs a command).
+    """
+
+    slot_backend: Literal["dir", "rauc"] = "dir"
+    slots_dir: Path | None = None
+    rauc_command: str = "rauc"
+    reboot_command: str = ""
+    max_download_bytes: int = field(default=512 * 1024 * 1024, metadata=check(positive))
+    download_timeout_s: float = field(default=30.0, metadata=check(positive))
+    health_timeout_s: float = field(default=300.0, metadata=check(positive))
+    trial_boot_attempts: int = field(default=2, metadata=check(positive))
+    accept_unsigned_updates: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,7 @@ class AgentConfig:
     ocpp: Mapping[str, Any]
     sim: SimConfig
     log_level: str = "INFO"
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
 
     @property
     def uses_sim(self) -> bool:
@@ -138,8 +168,9 @@ class AgentConfig:
 
 T = TypeVar("T")
 
-BackendValidator = Callable[[str, str, Mapping[str, Any], str], None]
-"""(role, backend name, options, key path) -> None; raises ConfigError."""
+BackendValidator = Callable[[str, str, Mapping[str, Any], str], Mapping[str, Any] | None]
+"""(role, backend name, options, key path) -> the options with defaults filled in (or
+None); raises ConfigError."""
 
 
 def _type_name(tp: Any) -> str:
@@ -224,7 +255,10 @@ def parse_dataclass(cls: type[T], table: Any, path: str) -> T:
             if problem:
                 raise ConfigError(f"{key}: {problem}")
         kwargs[name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a check across keys (``__post_init__``)
+        raise ConfigError(f"{path}: {e}") from None
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML bare keys; others are shown quoted
@@ -242,12 +276,12 @@ def _backend(table: Any, role: str, path: str, validate: BackendValidator | None
     name = options.pop("backend", None)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}.backend: missing")
-    if name == SIM_BACKEND:
-        if options:
-            raise ConfigError(f"{path}.{sorted(options)[0]}: unknown key (sim takes no options)")
-    elif validate is not None:
-        validate(role, name, options, path)
-    return BackendConfig(backend=name, options=options)
+    resolved: Mapping[str, Any] = {}
+    if name == SIM_BACKEND and options:
+        raise ConfigError(f"{path}.{sorted(options)[0]}: unknown key (sim takes no options)")
+    if name != SIM_BACKEND and validate is not None:
+        resolved = validate(role, name, options, path) or {}
+    return BackendConfig(backend=name, options=options, resolved=resolved)
 
 
 def _evse(table: Any, index: int, validate: BackendValidator | None) -> EvseConfig:
@@ -259,7 +293,10 @@ def _evse(table: Any, index: int, validate: BackendValidator | None) -> EvseConf
     for role in ROLES:
         if role in table:
             roles[role] = _backend(table[role], role, f"{path}.{role}", validate)
-        elif role != "token_reader":
+            backend = roles[role]
+            if role in NO_SIM_ROLES and backend is not None and backend.backend == SIM_BACKEND:
+                raise ConfigError(f"{path}.{role}.backend: there is no simulated {role}")
+        elif role not in OPTIONAL_ROLES:
             raise ConfigError(f"{path}.{role}: missing")
     scalars = parse_dataclass(_EvseScalars, plain, path)
     if scalars.phases not in (1, 3):
@@ -272,6 +309,8 @@ def _evse(table: Any, index: int, validate: BackendValidator | None) -> EvseConf
         contactor=contactor,
         pilot=pilot,
         token_reader=roles.get("token_reader"),
+        lock=roles.get("lock"),
+        indicator=roles.get("indicator"),
         max_current_a=scalars.max_current_a,
         phases=scalars.phases,
     )
@@ -296,7 +335,7 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
     Raises:
         ConfigError: one line naming the key and the problem.
     """
-    known = {"station", "csms", "ocpp", "sim", "evse", "log_level", "board"}
+    known = {"station", "csms", "ocpp", "sim", "evse", "log_level", "board", "firmware"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
@@ -323,7 +362,7 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
         if sorted(ids) != list(range(1, len(ids) + 1)):
             raise ConfigError("evse.id: EVSE ids must be 1..N, each once")
         check_pins(
-            (f"evse[{i}].{role}", backend.options)
+            (f"evse[{i}].{role}", backend.resolved or backend.options)
             for i, evse in enumerate(evses)
             for role in ROLES
             if (backend := getattr(evse, role, None)) is not None
@@ -343,7 +382,10 @@ def parse_config(data: Mapping[str, Any], validate: BackendValidator | None = No
     log_level = data.get("log_level", "INFO")
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
-    return AgentConfig(station, csms, evses, dict(ocpp), sim, log_level)
+    firmware = parse_dataclass(FirmwareConfig, data.get("firmware", {}), "firmware")
+    if firmware.slot_backend == "rauc" and not firmware.reboot_command:
+        raise ConfigError("firmware.reboot_command: required by slot_backend rauc")
+    return AgentConfig(station, csms, evses, dict(ocpp), sim, log_level, firmware)
 
 
 def _with_board(board: Any, raw_evses: Any) -> list[Any]:

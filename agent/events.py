@@ -99,13 +99,16 @@ class SampledValue:
     ``measurand`` uses the OCPP measurand spelling (``Energy.Active.Import.Register``,
     ``Power.Active.Import``, ``Current.Import``, ``Voltage``, ``Current.Offered``, ...),
     ``unit`` the OCPP UnitOfMeasure spelling (``Wh``, ``W``, ``A``, ``V``), ``phase``
-    ``L1``/``L2``/``L3``/``L1-N``... or None for a total.
+    ``L1``/``L2``/``L3``/``L1-N``... or None for a total, ``location`` the OCPP
+    Location (``EV`` for a value the vehicle reported, e.g. SoC) or None for the
+    default, the outlet's meter.
     """
 
     measurand: str
     value: float
     unit: str
     phase: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

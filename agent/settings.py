@@ -16,16 +16,32 @@ from typing import Any, Protocol
 
 SettingValue = int | bool | str | tuple[str, ...]
 
-# Measurands this station can sample (OCPP 1.6 spelling). Phase suffixes come
-# from the meter's per-phase registers (issue 4 adds them to the keys).
+# Measurands this station can sample (OCPP 1.6 spelling). "SoC" comes from a
+# pilot that knows the EV's state of charge (hal.pilot.StateOfChargeSource).
 SUPPORTED_MEASURANDS: tuple[str, ...] = (
     "Energy.Active.Import.Register",
     "Energy.Active.Export.Register",
     "Power.Active.Import",
+    "Power.Offered",
     "Current.Import",
     "Current.Offered",
     "Voltage",
     "Frequency",
+    "SoC",
+)
+
+# OCPP 1.6 9.1 (MeterValuesSampledData): "Where applicable, the Measurand is combined
+# with the optional phase; for instance: Voltage.L1". The phases each measurand can
+# be narrowed to, as the meter measures them (voltages are line-to-neutral).
+MEASURAND_PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Current.Import", ("L1", "L2", "L3")),
+    ("Voltage", ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")),
+    ("Power.Active.Import", ("L1", "L2", "L3")),
+)
+
+# Every entry the measurand-list settings accept: a measurand, or one with a phase.
+MEASURAND_CHOICES: tuple[str, ...] = SUPPORTED_MEASURANDS + tuple(
+    f"{measurand}.{phase}" for measurand, phases in MEASURAND_PHASES for phase in phases
 )
 
 
@@ -84,6 +100,16 @@ class SettingDef:
         return value
 
 
+# OCPP 2.0.1 TxCtrlr.TxStartPoint / TxStopPoint members this station can detect
+# (REFERENCE 4.4): EVConnected (CP state B/C/D), Authorized (an accepted idToken or
+# remote start), PowerPathClosed (contactor closed), EnergyTransfer (current flows).
+# Not: ParkingBayOccupancy (no bay sensor), DataSigned (no signed meter values).
+TX_POINTS: tuple[str, ...] = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
+
+# OCPP 2.0.1 network configuration slots. Slot 1 is the config file's [csms] table;
+# SetNetworkProfile (B09) is not supported yet, so it is the only slot.
+NETWORK_PROFILE_SLOTS: tuple[str, ...] = ("1",)
+
 DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("heartbeat_interval_s", 300, min_value=1),
     SettingDef("connection_timeout_s", 60, min_value=1),
@@ -91,16 +117,16 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef(
         "meter_values_sampled_data",
         ("Energy.Active.Import.Register", "Power.Active.Import"),
-        allowed=SUPPORTED_MEASURANDS,
+        allowed=MEASURAND_CHOICES,
     ),
-    SettingDef("stop_txn_sampled_data", (), allowed=SUPPORTED_MEASURANDS),
+    SettingDef("stop_txn_sampled_data", (), allowed=MEASURAND_CHOICES),
     SettingDef("clock_aligned_data_interval_s", 0, min_value=0),
     SettingDef(
         "meter_values_aligned_data",
         ("Energy.Active.Import.Register",),
-        allowed=SUPPORTED_MEASURANDS,
+        allowed=MEASURAND_CHOICES,
     ),
-    SettingDef("stop_txn_aligned_data", (), allowed=SUPPORTED_MEASURANDS),
+    SettingDef("stop_txn_aligned_data", (), allowed=MEASURAND_CHOICES),
     SettingDef("reset_retries", 1, min_value=0),
     SettingDef("stop_transaction_on_ev_side_disconnect", True),
     SettingDef("stop_transaction_on_invalid_id", True),
@@ -113,10 +139,37 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("allow_offline_tx_for_unknown_id", False),
     SettingDef("authorization_cache_enabled", True),
     SettingDef("local_auth_list_enabled", True),
+    # ReserveConnectorZeroSupported (1.6 Reservation profile): read-only for the CSMS,
+    # a vendor may turn it off in the config's [ocpp] table
+    SettingDef("reserve_connector_zero_supported", True, mutable=False),
     SettingDef("websocket_ping_interval_s", 30, min_value=0),
     SettingDef("connector_phase_rotation", "0.RST,1.RST"),
     SettingDef("minimum_status_duration_s", 0, min_value=0),
     SettingDef("authorization_key", "", secret=True),
+    # OCPP 2.0.1-only concepts (agent/ocpp/v201/variables.py); 2.0.1 variables with a
+    # 1.6 counterpart use the 1.6 settings above.
+    SettingDef("tx_start_point", ("PowerPathClosed",), allowed=TX_POINTS),
+    SettingDef("tx_stop_point", ("EVConnected", "Authorized"), allowed=TX_POINTS),
+    SettingDef(
+        "tx_started_measurands", ("Energy.Active.Import.Register",), allowed=MEASURAND_CHOICES
+    ),
+    # TxEndedInterval of SampledDataCtrlr / AlignedDataCtrlr; the defaults sample the
+    # Ended data as 1.6 samples StopTxnSampledData / StopTxnAlignedData
+    SettingDef("sampled_data_tx_ended_interval_s", 60, min_value=0),
+    SettingDef("aligned_data_tx_ended_interval_s", 0, min_value=0),
+    SettingDef("message_timeout_s", 30, min_value=1),
+    SettingDef("offline_threshold_s", 60, min_value=0),
+    SettingDef("network_configuration_priority", ("1",), allowed=NETWORK_PROFILE_SLOTS),
+    SettingDef("network_profile_connection_attempts", 3, min_value=1),
+    SettingDef("retry_back_off_wait_minimum_s", 1, min_value=0),
+    SettingDef("retry_back_off_repeat_times", 6, min_value=0),
+    SettingDef("retry_back_off_random_range_s", 2, min_value=0),
+    SettingDef("organization_name", ""),
+    SettingDef("cert_signing_wait_minimum_s", 30, min_value=0),
+    SettingDef("cert_signing_repeat_times", 3, min_value=0),
+    SettingDef("limit_change_significance_pct", 10, min_value=0),
+    # DeviceDataCtrlr.ItemsPerMessage: read-only for the CSMS, a vendor may lower it
+    SettingDef("device_model_items_per_message", 50, mutable=False, min_value=1),
 )
 
 _BY_NAME: Mapping[str, SettingDef] = {d.name: d for d in DEFINITIONS}

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING
 
 from agent.authorization.authorizer import Authorizer
 from agent.clock import Clock
-from agent.events import ConnectorStatus, EvseStatusChanged, StopReason
+from agent.events import ConnectorStatus, EvseStatusChanged, MeterSample, StopReason
 from agent.evse import charger
 from agent.evse.controller import EvseController
 from agent.persistence.settings_store import SettingsStore
+from agent.reservations.book import Admission, Reservation, ReserveStatus
 from agent.transactions.journal import TransactionJournal, TxRecord
 
 if TYPE_CHECKING:
+    from agent.reservations.service import ReservationService
     from agent.smart_charging.service import SmartChargingService
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class ResetKind(StrEnum):
 
 
 StatusListener = Callable[[EvseStatusChanged], None]
+SampleListener = Callable[[int, MeterSample], None]
 
 
 class Station:
@@ -63,6 +66,8 @@ class Station:
     Attributes:
         smart_charging: The charging-profile service, once the composition root has
             attached it (None = the station does no smart charging).
+        reservations: The reservation service, once attached with
+            ``attach_reservations`` (None = every ReserveNow is Rejected).
     """
 
     def __init__(
@@ -84,9 +89,15 @@ class Station:
         self._request_restart = request_restart
         # requested availability per EVSE id, 0 = the whole station (persisted)
         self._operative = {0: True, **{i: True for i in controllers}, **(availability or {})}
+        # a firmware install is pending: idle EVSEs Unavailable, not persisted
+        self._maintenance = False
+        # True while a Reset must be refused (a firmware install is being applied)
+        self.reset_blocked: Callable[[], bool] = lambda: False
         self._listeners: list[StatusListener] = []
         self._tx_listeners: list[Callable[[], None]] = []
+        self._sample_listeners: list[SampleListener] = []
         self.smart_charging: SmartChargingService | None = None
+        self.reservations: ReservationService | None = None
 
     # ------------------------------------------------------------ status
 
@@ -109,6 +120,18 @@ class Station:
         for listener in list(self._tx_listeners):
             listener()
 
+    def subscribe_samples(self, listener: SampleListener) -> Callable[[], None]:
+        """Receive ``(connector_id, sample)`` for every meter sample taken outside a
+        transaction (clock-aligned data; connector 0 = the station total); returns
+        a function that unsubscribes. Transaction samples go through the journal."""
+        self._sample_listeners.append(listener)
+        return lambda: self._sample_listeners.remove(listener)
+
+    def publish_sample(self, connector_id: int, sample: MeterSample) -> None:
+        """Fan a non-transaction meter sample out (controllers and the aligned sampler)."""
+        for listener in list(self._sample_listeners):
+            listener(connector_id, sample)
+
     def station_status(self) -> EvseStatusChanged:
         """Connector 0: only Available, Unavailable or Faulted (OCPP 1.6 4.9)."""
         status = ConnectorStatus.AVAILABLE if self._operative[0] else ConnectorStatus.UNAVAILABLE
@@ -126,7 +149,9 @@ class Station:
         """End transactions left running by a crash or power cut (reason PowerLoss).
 
         Must run before the controllers start. The stop carries the last meter
-        value and time that were made durable before the cut.
+        value and time that were made durable before the cut, and the transaction
+        data (StopTxnSampledData / StopTxnAlignedData samples) journalled until then;
+        there is no Transaction.End sample, the meter was not read at the cut.
         """
         ended = []
         for tx in await self.journal.running():
@@ -153,19 +178,68 @@ class Station:
         ``evse_id`` None picks the first EVSE that can start (plugged first).
         """
         if evse_id is None:
-            candidates = self._start_candidates()
+            candidates = self._start_candidates(id_tag)
         else:
             ctl = self.controllers.get(evse_id)
             candidates = [ctl] if ctl is not None else []
         for ctl in candidates:
-            if self._can_start(ctl):
-                ctl.post(charger.RemoteStartRequested(id_tag, authorize, remote_start_id))
+            if not self._can_start(ctl):
+                continue
+            # 1.6 5.13: a reserved connector takes only its tag (or, once an
+            # Authorize told the parent, its parentIdTag's group)
+            admission = self._admit_remote(ctl.evse_id, id_tag)
+            if admission.allowed or admission.needs_parent:
+                ctl.post(
+                    charger.RemoteStartRequested(
+                        id_tag,
+                        authorize or admission.needs_parent,
+                        remote_start_id,
+                        admission.reservation_id,
+                    )
+                )
                 return True
         return False
 
-    def _start_candidates(self) -> list[EvseController]:
-        ctls = list(self.controllers.values())
-        return sorted(ctls, key=lambda c: not c.state.plugged)
+    def _start_candidates(self, id_tag: str) -> list[EvseController]:
+        # a connector reserved for this tag first, then plugged ones
+        def key(c: EvseController) -> tuple[bool, bool]:
+            reserved_for_tag = self._admit_remote(c.evse_id, id_tag).reservation_id is not None
+            return (not reserved_for_tag, not c.state.plugged)
+
+        return sorted(self.controllers.values(), key=key)
+
+    def _admit_remote(self, evse_id: int, id_tag: str) -> Admission:
+        if self.reservations is None:
+            return Admission(True)
+        return self.reservations.admit(evse_id, id_tag, None, parent_known=False)
+
+    def admit_start(self, evse_id: int, id_tag: str, parent_id_tag: str | None) -> Admission:
+        """May an authorized ``id_tag`` (with its parent) start on ``evse_id``, using
+        which reservation (the controllers ask after every accepted authorization)."""
+        if self.reservations is None:
+            return Admission(True)
+        return self.reservations.admit(evse_id, id_tag, parent_id_tag)
+
+    # ---------------------------------------------------------- reservations
+
+    def attach_reservations(self, service: ReservationService) -> None:
+        """Use ``service`` for ReserveNow/CancelReservation and start admission; it
+        follows every status change and transaction message from now on."""
+        self.reservations = service
+        self.subscribe_status(lambda _event: service.refresh())
+        self.subscribe_tx_messages(service.refresh)
+
+    async def reserve_now(self, request: Reservation) -> ReserveStatus:
+        """Place or replace a reservation (1.6 5.13); Rejected without the service."""
+        if self.reservations is None:
+            return ReserveStatus.REJECTED
+        return await self.reservations.reserve(request)
+
+    async def cancel_reservation(self, reservation_id: int) -> bool:
+        """Cancel a reservation (1.6 5.3); False when there is no such reservation."""
+        if self.reservations is None:
+            return False
+        return await self.reservations.cancel(reservation_id)
 
     def _can_start(self, ctl: EvseController) -> bool:
         s = ctl.state
@@ -212,7 +286,31 @@ class Station:
 
     def effective_operative(self, evse_id: int) -> bool:
         """An EVSE is operative when it and the whole station are."""
-        return self._operative[0] and self._operative.get(evse_id, True)
+        return self._operative[0] and self._operative.get(evse_id, True) and not self._maintenance
+
+    async def hold_for_maintenance(self) -> None:
+        """Firmware install pending (whitepaper L01.FR.06/07): idle EVSEs become
+        Unavailable, running transactions finish first. Not persisted: a reboot
+        ends the hold."""
+        self._maintenance = True
+        for ctl in self.controllers.values():
+            ctl.post(charger.AvailabilityChanged(self.effective_operative(ctl.evse_id)))
+
+    def release_maintenance(self) -> None:
+        """End ``hold_for_maintenance``: back to the persisted availability."""
+        if not self._maintenance:
+            return
+        self._maintenance = False
+        for ctl in self.controllers.values():
+            ctl.post(charger.AvailabilityChanged(self.effective_operative(ctl.evse_id)))
+
+    async def wait_no_transaction(self) -> None:
+        """Return once no EVSE runs a transaction."""
+        await asyncio.gather(*(c.wait_no_transaction() for c in self.controllers.values()))
+
+    def hal_ok(self) -> bool:
+        """True when no EVSE is faulted (post-update health check)."""
+        return not any(c.state.faulted for c in self.controllers.values())
 
     async def reset(self, kind: ResetKind) -> None:
         """Stop every transaction with SoftReset/HardReset, then request a restart."""

@@ -7,6 +7,13 @@ absolute numbers; nothing here is asserted in the test suite.
 Keys:
     safety_open_ms_p50 / _p99: the EV leaves C (to B, or to A every 10th trial)
         until the contactor coil pin is off; 200 trials.
+    safety_open_ms_p50_gpio / _p99_gpio: the same on the GPIO drivers
+        (``hal.sim.cp_adc.SimGpioBoard``): the EV leaves C, i.e. the voltage at the
+        mock MCP3008 changes, until the coil pin reads low; the pilot polls the ADC
+        every ``GPIO_POLL_INTERVAL_S`` with 2-sample debounce. Target <= 10 ms.
+    safety_open_ms_p50_rapi / _p99_rapi: the same over OpenEVSE RAPI on a pty
+        (``hal.sim.rapi_controller``): the simulated EV leaves C until the simulated
+        controller has received the ``$FS`` that opens its relay. Target <= 25 ms.
     remote_start_to_contactor_ms_p50: RemoteStartTransaction sent by the CSMS with
         the EV waiting in B until the coil is on.
     boot_to_boot_notification_ms: ``python -m agent run --sim`` spawned until the
@@ -23,6 +30,8 @@ Keys:
     composite_schedule_us_p50: the composite schedule of 42 stacked profiles over the
         three purposes (24 h, 8 periods each).
     meter_read_ms_p50_tcp / _rtu: see ``hil.bench_meter``.
+    firmware_download_ratio / _mb_per_s / _peak_rss_mb, firmware_idle_rss_mb: a 200 MB
+        firmware download vs. plain urllib, and its memory; see ``hil.bench_firmware``.
 """
 
 from __future__ import annotations
@@ -140,11 +149,12 @@ async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[s
             start_ms.append((await until(rig.coil_is_on) - t0) * 1000)
         progress(f"remote start: {REMOTE_START_TRIALS} trials")
 
-        # SetChargingProfile (a TxDefaultProfile alternating 10 A / 16 A) sent by the
-        # CSMS while charging, until the PWM duty the EV sees has changed
+        # SetChargingProfile (a TxDefaultProfile stepping down by 0.5 A from 31 A) sent
+        # by the CSMS while charging, until the PWM duty the EV sees has changed. Only
+        # decreases: a higher duty is held until 5 s after the last change (REFERENCE 1.4)
         duty_ms: list[float] = []
         for trial in range(PROFILE_TRIALS):
-            limit_a = 10.0 if trial % 2 == 0 else 16.0
+            limit_a = 31.0 - trial * 0.5
             before = rig.pilot.output.duty_pct
             t0 = time.perf_counter()
             await csms.call("BENCH-CP", _tx_default_profile(limit_a))
@@ -160,6 +170,132 @@ async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[s
         }
 
     return await in_process_agent(csms, tmp, body)
+
+
+GPIO_POLL_INTERVAL_S = 0.002
+"""The GPIO pilot's ADC period in the GPIO safety bench (the shipped default is 5 ms)."""
+
+
+async def bench_safety_gpio(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+    """``safety_open_ms_*_gpio``: the real GPIO pilot and contactor drivers on mock pins."""
+    from agent.app import backend_validator
+    from hal.registry import default_registry
+    from hal.sim.cp_adc import SimGpioBoard
+
+    board = SimGpioBoard(poll_interval_s=GPIO_POLL_INTERVAL_S)
+    await board.start()
+    coil = board.pin(SimGpioBoard.COIL_PIN)
+    data = sim_defaults(tmp, csms.url, "BENCH-GPIO")
+    data["ocpp"] = {"meter_value_sample_interval_s": 0}
+    data["evse"] = [{"id": 1, **board.evse_tables()}]
+    app = App(
+        parse_config(data, backend_validator(default_registry())),
+        real_pin_factory=board.factory,
+    )
+    runner = asyncio.create_task(app.run())
+
+    async def settle(predicate: Callable[[], bool]) -> None:
+        # the observer may lag; the coil pin's own timestamp is what is measured
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not reached")
+            await asyncio.sleep(0.001)
+
+    async def remote_start() -> None:
+        await csms.call("BENCH-GPIO", call.RemoteStartTransaction(id_tag="BENCH", connector_id=1))
+        await settle(board.coil_is_on)
+
+    try:
+        await asyncio.wait_for(app.started.wait(), STEP_TIMEOUT_S)
+        await csms.wait_for("BootNotification", cp_id="BENCH-GPIO", timeout_s=STEP_TIMEOUT_S)
+        ctl = app.station.controllers[1] if app.station else None
+        assert ctl is not None
+        board.ev.plug()
+        await remote_start()
+        opens_ms: list[float] = []
+        for trial in range(SAFETY_TRIALS):
+            to_a = trial % 10 == 9
+            t0 = time.monotonic()
+            if to_a:
+                board.ev.unplug()
+            else:
+                board.ev.pause()
+            await settle(lambda: not board.coil_is_on())
+            opens_ms.append((coil._last_change - t0) * 1000)  # when the pin went low
+            if to_a:
+                await settle(lambda: ctl.transaction is None)
+                board.ev.plug()
+                await remote_start()
+            else:
+                board.ev.resume()
+                await settle(board.coil_is_on)
+        progress(f"safety gpio: {SAFETY_TRIALS} trials")
+    finally:
+        try:
+            app.stop()
+            await runner
+        finally:
+            await board.stop()
+    return {
+        "safety_open_ms_p50_gpio": round(percentile(opens_ms, 50), 3),
+        "safety_open_ms_p99_gpio": round(percentile(opens_ms, 99), 3),
+    }
+
+
+async def bench_safety_rapi(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+    """``safety_open_ms_*_rapi``: pilot, contactor and meter as "openevse-rapi" on a pty
+    to ``SimRapiController``: from the simulated EV leaving C (its CP change, stamped on
+    the simulator side) until the simulator has received the ``$FS`` that opens the
+    relay (``$AT`` out, the agent's interlock, ``$FS`` back)."""
+    from agent.app import backend_validator
+    from hal.registry import default_registry
+    from hal.sim.rapi_controller import SimRapiController
+    from hal.types import CpState
+
+    sim = SimRapiController(ev_phases=1)
+    await sim.start()
+    link = {"backend": "openevse-rapi", "port": sim.port}
+    data = sim_defaults(tmp, csms.url, "BENCH-RAPI")
+    data["ocpp"] = {"meter_value_sample_interval_s": 0}
+    data["evse"] = [{"id": 1, "pilot": dict(link), "contactor": dict(link), "meter": dict(link)}]
+    app = App(parse_config(data, backend_validator(default_registry())))
+    runner = asyncio.create_task(app.run())
+
+    async def relay(closed: bool) -> None:
+        await asyncio.wait_for(sim.wait_until(lambda: sim.relay_closed is closed), STEP_TIMEOUT_S)
+
+    try:
+        await asyncio.wait_for(app.started.wait(), STEP_TIMEOUT_S)
+        await csms.wait_for("BootNotification", cp_id="BENCH-RAPI", timeout_s=STEP_TIMEOUT_S)
+        sim.ev.plug()
+        await csms.call("BENCH-RAPI", call.RemoteStartTransaction(id_tag="BENCH", connector_id=1))
+        await relay(True)
+        opens_ms: list[float] = []
+        for _ in range(SAFETY_TRIALS):
+            mark = len(sim.received)
+            sim.ev.pause()
+            left_c_s = sim.pilot.state_history[-1]
+            assert left_c_s.state is CpState.B
+            await asyncio.wait_for(
+                sim.wait_until(
+                    lambda m=mark: any(c.command == "FS" for c in list(sim.received)[m:])
+                ),
+                STEP_TIMEOUT_S,
+            )
+            fs = next(c for c in list(sim.received)[mark:] if c.command == "FS")
+            opens_ms.append((fs.monotonic_s - left_c_s.monotonic_s) * 1000)
+            sim.ev.resume()
+            await relay(True)
+        progress(f"safety rapi: {SAFETY_TRIALS} trials")
+    finally:
+        app.stop()
+        await runner
+        await sim.stop()
+    return {
+        "safety_open_ms_p50_rapi": round(percentile(opens_ms, 50), 3),
+        "safety_open_ms_p99_rapi": round(percentile(opens_ms, 99), 3),
+    }
 
 
 def _tx_default_profile(limit_a: float) -> Any:
@@ -483,6 +619,10 @@ async def run_bench(parts: set[str]) -> dict[str, Any]:
         async with CsmsEmulator(heartbeat_interval_s=300) as csms:
             if "latency" in parts:
                 results.update(await bench_safety_and_remote_start(csms, tmp / "latency"))
+            if "gpio" in parts:
+                results.update(await bench_safety_gpio(csms, tmp / "gpio"))
+            if "rapi" in parts:
+                results.update(await bench_safety_rapi(csms, tmp / "rapi"))
             if "process" in parts:
                 results.update(await bench_process(csms, tmp))
         if "replay" in parts:
@@ -493,6 +633,10 @@ async def run_bench(parts: set[str]) -> dict[str, Any]:
             from hil.bench_meter import bench_meter_read
 
             results.update(await bench_meter_read())
+        if "firmware" in parts:
+            from hil.bench_firmware import bench_firmware_download
+
+            results.update(await bench_firmware_download())
     return results
 
 
@@ -503,7 +647,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["latency", "process", "replay", "composite", "meter"],
+        choices=[
+            "latency",
+            "gpio",
+            "rapi",
+            "process",
+            "replay",
+            "composite",
+            "meter",
+            "firmware",
+        ],
         help="run only these parts (default: all)",
     )
     args = parser.parse_args(argv)
@@ -513,7 +666,10 @@ def main(argv: list[str] | None = None) -> int:
         ocpp.messages.ASYNC_VALIDATION = False  # as the agent does
         asyncio.run(_bare_floor(args.floor_worker, args.count))
         return 0
-    parts = set(args.only or ["latency", "process", "replay", "composite", "meter"])
+    parts = set(
+        args.only
+        or ["latency", "gpio", "rapi", "process", "replay", "composite", "meter", "firmware"]
+    )
     results = asyncio.run(run_bench(parts))
     print(json.dumps(results, sort_keys=True))
     return 0

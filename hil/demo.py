@@ -24,7 +24,7 @@ from ocpp.v16 import call
 from agent.app import App
 from agent.config import parse_config, sim_defaults
 from agent.events import ConnectorStatus, EvseStatusChanged
-from hil.csms import CP_TO_CSMS, CsmsEmulator, ReceivedCall
+from hil.csms import CP_TO_CSMS, CSMS_TO_CP, CsmsEmulator, ReceivedCall
 
 CHARGE_POINT_ID = "DEMO-CP-1"
 TOKEN = "DEMO-TOKEN-1"
@@ -275,4 +275,102 @@ def _summary(csms: CsmsEmulator, start: ReceivedCall, stop: ReceivedCall, wall_s
     print(f"  stop reason      : {stop.payload.get('reason')}")
     print("  messages to CSMS : " + ", ".join(f"{a} x{n}" for a, n in sorted(counts.items())))
     print(f"  result           : {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+# ------------------------------------------------------------ firmware update demo
+
+FIRMWARE_VERSION = "demo-2.0.0"
+FIRMWARE_REQUEST_ID = 1
+
+
+async def run_firmware_demo(*, quiet: bool = False) -> int:
+    """``evse-agent demo --firmware``: a signed update end to end.
+
+    A manufacturer PKI and a signed ``dir``-slot release are made in a temporary
+    directory and served over loopback HTTP; the CSMS emulator sends
+    SignedUpdateFirmware; the agent downloads, verifies, installs into the inactive
+    slot, restarts (a new ``App`` on the same data directory, as ``evse-agent run``
+    re-executes itself), confirms the new slot and reports Installed. Exits 0 when the
+    CSMS saw the whole sequence with one requestId and the new firmwareVersion.
+    """
+    from hil.fw_pki import FileServer, make_pki, make_release_tarball
+
+    logging.basicConfig(level=logging.ERROR)
+    timeline = Timeline(quiet)
+
+    def on_message(direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
+        if direction == CSMS_TO_CP:
+            timeline.say("csms>", action)
+        elif direction != CP_TO_CSMS:
+            return
+        elif action in ("SignedFirmwareStatusNotification", "SecurityEventNotification"):
+            timeline.say("charger>", f"{action} {payload.get('status') or payload.get('type')}")
+        else:
+            line = _describe(action, payload)
+            if line and action != "StatusNotification":
+                timeline.say("charger>", line)
+
+    with tempfile.TemporaryDirectory(prefix="evse-agent-fw-demo-") as tmp:
+        root = Path(tmp)
+        pki = make_pki(root, "ec-p256")
+        data_dir = root / "agent"
+        pki.install_root(data_dir / "certs")
+        image = make_release_tarball(root / "www" / "release.tar.gz", FIRMWARE_VERSION, 0)
+        async with CsmsEmulator(heartbeat_interval_s=300, on_message=on_message) as csms:
+            data = sim_defaults(data_dir, csms.url, CHARGE_POINT_ID)
+            with FileServer(image.parent) as server:
+                first = App(parse_config(data))
+                runner = asyncio.create_task(first.run())
+                try:
+                    await csms.wait_for("StatusNotification", timeout_s=STEP_TIMEOUT_S)
+                    timeline.say("demo", f"serving {image.name} at {server.url(image.name)}")
+                    firmware = {
+                        "location": server.url(image.name),
+                        "retrieve_date_time": datetime.now(UTC).isoformat(),
+                        "signing_certificate": pki.signing_cert_pem,
+                        "signature": pki.sign(image),
+                    }
+                    answer = await csms.call(
+                        CHARGE_POINT_ID,
+                        call.SignedUpdateFirmware(
+                            request_id=FIRMWARE_REQUEST_ID, firmware=firmware
+                        ),
+                    )
+                    timeline.say("charger>", f"SignedUpdateFirmware: {answer.status}")
+                    reason = await asyncio.wait_for(asyncio.shield(runner), STEP_TIMEOUT_S)
+                    timeline.say("demo", f"agent exited ({reason}): restarting it")
+                finally:
+                    first.stop()
+                    await runner
+            second = App(parse_config(data))
+            runner = asyncio.create_task(second.run())
+            try:
+                await csms.wait_for(
+                    "SignedFirmwareStatusNotification",
+                    predicate=lambda c: c.payload["status"] in ("Installed", "InstallationFailed"),
+                    timeout_s=STEP_TIMEOUT_S,
+                )
+            finally:
+                second.stop()
+                await runner
+        return _firmware_summary(csms)
+
+
+def _firmware_summary(csms: CsmsEmulator) -> int:
+    statuses = [c.payload for c in csms.calls("SignedFirmwareStatusNotification")]
+    versions = [c.payload.get("firmwareVersion") for c in csms.calls("BootNotification")]
+    events = [c.payload["type"] for c in csms.calls("SecurityEventNotification")]
+    ok = (
+        [s["status"] for s in statuses][-1:] == ["Installed"]
+        and {s["requestId"] for s in statuses} == {FIRMWARE_REQUEST_ID}
+        and versions[-1:] == [FIRMWARE_VERSION]
+        and "FirmwareUpdated" in events
+    )
+    print()
+    print("Summary")
+    print(f"  firmware versions : {' -> '.join(str(v) for v in versions)}")
+    print(f"  status sequence   : {', '.join(s['status'] for s in statuses)}")
+    print(f"  security events   : {', '.join(events)}")
+    print(f"  result            : {'OK' if ok else 'FAILED'}")
     return 0 if ok else 1

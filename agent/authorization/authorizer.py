@@ -1,20 +1,24 @@
 """Deciding whether an id token may charge (version-neutral).
 
-Order (OCPP 1.6 3.5):
+Order (OCPP 1.6 3.5, 9.1):
 
-1. Local Authorization List (when attached and enabled): a tag in the list is
-   decided by its entry alone, online or offline, with no CSMS round trip.
-   Accepted charges; Blocked, Expired (including an entry past its expiry) and
-   Invalid are refused. This is a deliberate simplification of 1.6, which
-   would still send Authorize.req for a listed tag when online and
-   LocalPreAuthorize is false: the list is the CSMS's own statement about the
-   tag, so asking again adds a round trip and no information. List
-   identifiers are never put into the cache.
+1. A tag in the Local Authorization List (attached and enabled) is never
+   decided by the cache and never enters it. Its entry (status, and expiry:
+   an entry past its expiry reads Expired) decides offline and, with
+   LocalPreAuthorize, online without a round trip. Online without
+   LocalPreAuthorize the CSMS is asked (its answer decides; if it cannot be
+   asked, the entry decides as offline). Offline a listed Blocked, Expired or
+   Invalid tag is refused whatever AllowOfflineTxForUnknownId says (1.6
+   3.5.4: it is not "unknown"), and a listed Accepted tag charges only with
+   LocalAuthorizeOffline.
 2. With LocalPreAuthorize a cached Accepted starts at once.
 3. Online, the CSMS decides and the answer is cached.
 4. Offline, LocalAuthorizeOffline lets a cached verdict stand, and
    AllowOfflineTxForUnknownId lets an unknown token charge. Everything else is
    refused.
+
+The verdict comes with the tag's parentIdTag where one is known (CSMS answer,
+list entry or cache), for reservations (1.6 5.13).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from agent.authorization.cache import AuthCache
+from agent.authorization.cache import AuthCache, CacheEntry
 from agent.clock import Clock
 from agent.events import AuthorizationStatus
 from agent.settings import Settings
@@ -94,39 +98,56 @@ class Authorizer:
         self._local_list_enabled = enabled
 
     async def authorize(self, id_tag: str) -> AuthorizationStatus:
-        """The verdict for ``id_tag``; never raises for network problems.
+        """The verdict for ``id_tag`` (see :meth:`authorize_info`)."""
+        return (await self.authorize_info(id_tag)).status
 
-        A tag in the enabled local list gets its list status without asking
-        the CSMS. Database errors (``StoreError``, ``sqlite3.Error``) propagate.
+    async def authorize_info(self, id_tag: str) -> IdTagInfo:
+        """The verdict for ``id_tag`` with its parentIdTag when known, in the
+        module's order; never raises for network problems.
+
+        Database errors (``StoreError``, ``sqlite3.Error``) propagate.
         """
+        pre_authorize = self._settings.get_bool("local_pre_authorize")
+        link = self._online
         listed = await self._listed(id_tag)
         if listed is not None:
-            log.info("%s from the local list: %s", id_tag, listed.status)
-            return listed.status
+            if link is not None and link.online and not pre_authorize:
+                info = await link.authorize_online(id_tag)
+                if info is not None:  # not cached: list identifiers never are
+                    return info
+            elif link is not None and link.online:
+                log.info("%s from the local list: %s", id_tag, listed.status)
+                return listed
+            return self._offline_listed(id_tag, listed)
         cache_on = self._settings.get_bool("authorization_cache_enabled")
-        cached = await self._cache.get(id_tag, self._clock.now()) if cache_on else None
-        if cached == AuthorizationStatus.ACCEPTED and self._settings.get_bool(
-            "local_pre_authorize"
-        ):
-            return AuthorizationStatus.ACCEPTED
-        link = self._online
+        cached = await self._cache.entry(id_tag, self._clock.now()) if cache_on else None
+        if cached is not None and cached.status == AuthorizationStatus.ACCEPTED and pre_authorize:
+            return IdTagInfo(cached.status, parent_id_tag=cached.parent_id_tag)
         if link is not None and link.online:
             info = await link.authorize_online(id_tag)
             if info is not None:
                 await self.remember(id_tag, info)
-                return info.status
+                return info
         return self._offline_verdict(id_tag, cached)
 
-    def _offline_verdict(
-        self, id_tag: str, cached: AuthorizationStatus | None
-    ) -> AuthorizationStatus:
+    def _offline_listed(self, id_tag: str, listed: IdTagInfo) -> IdTagInfo:
+        if listed.status != AuthorizationStatus.ACCEPTED:
+            log.info("offline: %s refused by the local list: %s", id_tag, listed.status)
+            return listed
+        if self._settings.get_bool("local_authorize_offline"):
+            log.info("offline: %s from the local list: %s", id_tag, listed.status)
+            return listed
+        log.info("offline: %s listed but LocalAuthorizeOffline is false", id_tag)
+        return IdTagInfo(AuthorizationStatus.INVALID)
+
+    def _offline_verdict(self, id_tag: str, cached: CacheEntry | None) -> IdTagInfo:
         if cached is not None and self._settings.get_bool("local_authorize_offline"):
-            log.info("offline: %s from the cache: %s", id_tag, cached)
-            return cached
+            log.info("offline: %s from the cache: %s", id_tag, cached.status)
+            return IdTagInfo(cached.status, parent_id_tag=cached.parent_id_tag)
         if cached is None and self._settings.get_bool("allow_offline_tx_for_unknown_id"):
             log.info("offline: unknown %s allowed (AllowOfflineTxForUnknownId)", id_tag)
-            return AuthorizationStatus.ACCEPTED
-        return AuthorizationStatus.INVALID
+            return IdTagInfo(AuthorizationStatus.ACCEPTED)
+        return IdTagInfo(AuthorizationStatus.INVALID)
 
     async def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Update the cache with a verdict from the CSMS (Authorize, Start/Stop answers).

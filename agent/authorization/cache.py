@@ -11,15 +11,24 @@ beat and never enter the cache, 1.6 3.5) is the caller's job.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
 from agent.events import AuthorizationStatus
 from agent.persistence.store import Store
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "AuthCache"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "AuthCache", "CacheEntry"]
 
 DEFAULT_MAX_ENTRIES: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached verdict as seen now: ``status`` reads ``EXPIRED`` past the expiry."""
+
+    status: AuthorizationStatus
+    parent_id_tag: str | None = None
 
 
 class AuthCache:
@@ -58,21 +67,31 @@ class AuthCache:
         Raises:
             ValueError: ``now_utc`` is naive, or the stored row is corrupt.
         """
+        entry = await self.entry(id_tag, now_utc)
+        return None if entry is None else entry.status
+
+    async def entry(self, id_tag: str, now_utc: datetime) -> CacheEntry | None:
+        """Like :meth:`get`, with the cached ``parentIdTag`` (reservations match on it).
+
+        Raises:
+            ValueError: ``now_utc`` is naive, or the stored row is corrupt.
+        """
         now = _as_utc(now_utc, "now_utc")
 
-        def read(conn: sqlite3.Connection) -> tuple[str, str | None] | None:
+        def read(conn: sqlite3.Connection) -> tuple[str, str | None, str | None] | None:
             row = conn.execute(
-                "SELECT status, expiry FROM auth_cache WHERE id_tag = ?", (_key(id_tag),)
+                "SELECT status, expiry, parent_id_tag FROM auth_cache WHERE id_tag = ?",
+                (_key(id_tag),),
             ).fetchone()
-            return None if row is None else (row[0], row[1])
+            return None if row is None else (row[0], row[1], row[2])
 
         row = await self._store.run(read)
         if row is None:
             return None
-        status, expiry = row
+        status, expiry, parent = row
         if expiry is not None and datetime.fromisoformat(expiry) <= now:
-            return AuthorizationStatus.EXPIRED
-        return AuthorizationStatus(status)
+            return CacheEntry(AuthorizationStatus.EXPIRED, parent)
+        return CacheEntry(AuthorizationStatus(status), parent)
 
     async def put(
         self,

@@ -82,14 +82,17 @@ class RemoteStartRequested:
     id_tag: str
     authorize: bool
     remote_start_id: int | None = None
+    reservation_id: int | None = None
+    """The reservation the start uses when ``authorize`` is False (the station decided)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationResolved:
-    """The answer to a ``RequestAuthorization`` effect."""
+    """The answer to a ``RequestAuthorization`` effect, reservations already applied."""
 
     id_tag: str
     accepted: bool
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,18 @@ class ConfigChanged:
     config: ChargerConfig
 
 
+@dataclass(frozen=True, slots=True)
+class ReservationChanged:
+    """The connector is now held by a reservation (``reserved``) or free again.
+
+    Who may use a held connector is the reservation book's decision (it answers
+    before ``AuthorizationResolved`` / ``RemoteStartRequested`` are posted);
+    the machine only shows Reserved while idle.
+    """
+
+    reserved: bool
+
+
 Event: TypeAlias = (
     Pilot
     | TokenPresented
@@ -145,6 +160,7 @@ Event: TypeAlias = (
     | LimitChanged
     | TimerExpired
     | ConfigChanged
+    | ReservationChanged
 )
 
 
@@ -170,6 +186,7 @@ class RequestAuthorization:
 class BeginTransaction:
     id_tag: str
     remote_start_id: int | None
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +238,8 @@ class ChargerState:
         pending_auth: id tag waiting for an authorization answer.
         authorized_id: accepted id tag not yet used by a transaction.
         remote_start_id: remote start id to attach to the next transaction.
+        reserved: a reservation holds this connector (status Reserved while idle).
+        reservation_id: the reservation the authorized id will use up.
         tx_id_tag: id tag of the running transaction, None when there is none.
         finishing: a transaction ended with the cable still plugged in.
         limit_a: effective current limit in A.
@@ -237,6 +256,8 @@ class ChargerState:
     pending_auth: str | None = None
     authorized_id: str | None = None
     remote_start_id: int | None = None
+    reserved: bool = False
+    reservation_id: int | None = None
     tx_id_tag: str | None = None
     finishing: bool = False
     limit_a: float = 0.0
@@ -282,20 +303,24 @@ def step(state: ChargerState, event: Event) -> tuple[ChargerState, list[Effect]]
                 s = _on_pilot(s, pe, effects)
         case TokenPresented(id_tag=tag):
             s = _on_token(s, tag, effects)
-        case RemoteStartRequested(id_tag=tag, authorize=authorize, remote_start_id=rsid):
+        case RemoteStartRequested(
+            id_tag=tag, authorize=authorize, remote_start_id=rsid, reservation_id=reservation
+        ):
             if not _can_start(s) or s.pending_auth is not None:
                 return _settle(s, effects)  # the station answers Rejected before this
             s = replace(s, remote_start_id=rsid)
             if authorize:
                 s = replace(s, pending_auth=tag)
                 effects.append(RequestAuthorization(tag))
+            elif _may_use(s, reservation):
+                s = _authorized(s, tag, effects, reservation)
             else:
-                s = _authorized(s, tag, effects)
-        case AuthorizationResolved(id_tag=tag, accepted=accepted):
+                s = replace(s, remote_start_id=None)
+        case AuthorizationResolved(id_tag=tag, accepted=accepted, reservation_id=reservation):
             if _same_tag(s.pending_auth, tag):
                 s = replace(s, pending_auth=None)
-                if accepted and _can_start(s):
-                    s = _authorized(s, tag, effects)
+                if accepted and _can_start(s) and _may_use(s, reservation):
+                    s = _authorized(s, tag, effects, reservation)
                 else:
                     s = replace(s, remote_start_id=None)
         case StopRequested(reason=reason):
@@ -317,6 +342,8 @@ def step(state: ChargerState, event: Event) -> tuple[ChargerState, list[Effect]]
                 s = _drop_authorization(s, effects)
         case ConfigChanged(config=config):
             s = replace(s, config=config)
+        case ReservationChanged(reserved=reserved):
+            s = replace(s, reserved=reserved)
     s = _maybe_begin(s, effects)
     return _settle(s, effects)
 
@@ -364,8 +391,16 @@ def _can_start(s: ChargerState) -> bool:
     return s.operative and not s.faulted and not s.tx_active
 
 
-def _authorized(s: ChargerState, tag: str, effects: list[Effect]) -> ChargerState:
-    s = replace(s, authorized_id=tag)
+def _may_use(s: ChargerState, reservation_id: int | None) -> bool:
+    # A held connector starts only through a reservation. The book decided before
+    # the event was posted; this closes the window where the hold arrived after.
+    return not s.reserved or reservation_id is not None
+
+
+def _authorized(
+    s: ChargerState, tag: str, effects: list[Effect], reservation_id: int | None = None
+) -> ChargerState:
+    s = replace(s, authorized_id=tag, reservation_id=reservation_id)
     if not s.plugged:
         effects.append(StartTimer(CONNECTION_TIMER, s.config.connection_timeout_s))
     return s
@@ -374,15 +409,22 @@ def _authorized(s: ChargerState, tag: str, effects: list[Effect]) -> ChargerStat
 def _drop_authorization(s: ChargerState, effects: list[Effect]) -> ChargerState:
     if s.authorized_id is not None and not s.plugged:
         effects.append(CancelTimer(CONNECTION_TIMER))
-    return replace(s, authorized_id=None, pending_auth=None, remote_start_id=None)
+    return replace(
+        s, authorized_id=None, pending_auth=None, remote_start_id=None, reservation_id=None
+    )
 
 
 def _maybe_begin(s: ChargerState, effects: list[Effect]) -> ChargerState:
     # OCPP 1.6 default start point: cable plugged in and id authorized.
     if s.authorized_id is not None and s.plugged and _can_start(s):
-        effects.append(BeginTransaction(s.authorized_id, s.remote_start_id))
+        effects.append(BeginTransaction(s.authorized_id, s.remote_start_id, s.reservation_id))
         return replace(
-            s, tx_id_tag=s.authorized_id, authorized_id=None, remote_start_id=None, finishing=False
+            s,
+            tx_id_tag=s.authorized_id,
+            authorized_id=None,
+            remote_start_id=None,
+            reservation_id=None,
+            finishing=False,
         )
     return s
 
@@ -441,6 +483,9 @@ def derive_status(s: ChargerState) -> PublishStatus:
         return PublishStatus(ConnectorStatus.SUSPENDED_EV, None, None)
     if not s.operative:
         return PublishStatus(ConnectorStatus.UNAVAILABLE, None, None)
+    if s.reserved and s.authorized_id is None:
+        # 1.6 4.9: Reserved until the reserved tag is presented (-> Preparing)
+        return PublishStatus(ConnectorStatus.RESERVED, None, None)
     if s.finishing:
         return PublishStatus(ConnectorStatus.FINISHING, None, None)
     if s.plugged or s.pending_auth is not None or s.authorized_id is not None:

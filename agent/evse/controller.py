@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.authorization.authorizer import IdTagInfo
 from agent.clock import Clock
 from agent.events import (
     AuthorizationStatus,
@@ -35,22 +36,51 @@ from agent.events import (
 from agent.evse import charger, iec61851
 from agent.evse.charger import ChargerConfig, ChargerState
 from agent.evse.sampling import build_sample
+from agent.reservations.book import Admission
 from agent.settings import Settings
 from agent.transactions.journal import TransactionJournal, TxRecord
 from hal.contactor import Contactor
+from hal.indicator import StatusIndicator
+from hal.lock import ConnectorLock
 from hal.meter import PowerMeter
-from hal.pilot import ControlPilot, PilotOutput
+from hal.pilot import (
+    CableRatingSource,
+    ControlPilot,
+    PilotMode,
+    PilotOutput,
+    StateOfChargeSource,
+)
 from hal.token_reader import IdTokenReader
-from hal.types import FaultReport
+from hal.types import FaultCode, FaultReport
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 2.0
 LAST_METER_PERSIST_INTERVAL_S = 15.0
+CABLE_LIMIT = "cable"
+"""``set_limit`` source of the plugged cable's rating (PP, REFERENCE 1.3)."""
+
+PWM_UPDATE_INTERVAL_S = 5.0
+"""Least time between two duty changes while the PWM runs (REFERENCE 1.4: EVerest's
+IEC_PWM_MAX_UPDATE_INTERVAL; an EV takes up to ~5 s to follow a new duty). A *higher*
+duty waits until the interval has passed; a lower one, starting and stopping the PWM
+apply at once, so a smart-charging or station limit is never signalled late."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ClockAligned:
+    """Inbox item: take the clock-aligned sample due at ``timestamp`` (ISO 8601 UTC)."""
+
+    timestamp: str
 
 
 class TokenAuthorizer(Protocol):
-    async def authorize(self, id_tag: str) -> AuthorizationStatus: ...
+    async def authorize_info(self, id_tag: str) -> IdTagInfo: ...
+
+
+StartAdmission = Callable[[int, str, str | None], Admission]
+"""``(evse_id, id_tag, parent_id_tag) -> Admission``: may an authorized tag start
+here, and which reservation does it use (the station's reservation book decides)."""
 
 
 @dataclass
@@ -61,6 +91,8 @@ class EvseHardware:
     contactor: Contactor
     pilot: ControlPilot
     token_reader: IdTokenReader | None = None
+    lock: ConnectorLock | None = None
+    indicator: StatusIndicator | None = None
 
 
 class EvseController:
@@ -78,6 +110,13 @@ class EvseController:
         operative: Availability at start.
         max_current_a: Hardware limit of this EVSE, A.
         ventilation_available: Whether state D may be energised.
+        on_sample: Called (in the loop) with ``(evse_id, sample)`` for a meter
+            sample outside any transaction (clock-aligned data while idle); these
+            are not journalled.
+        admit: Asked after every accepted authorization whether the tag may
+            start on this EVSE (reservations); None admits every tag.
+        pwm_update_interval_s: Least spacing of PWM duty increases
+            (``PWM_UPDATE_INTERVAL_S``).
     """
 
     def __init__(
@@ -94,8 +133,15 @@ class EvseController:
         operative: bool = True,
         max_current_a: float = 32.0,
         ventilation_available: bool = False,
+        on_sample: Callable[[int, MeterSample], None] | None = None,
+        admit: StartAdmission | None = None,
+        pwm_update_interval_s: float = PWM_UPDATE_INTERVAL_S,
     ) -> None:
         self.evse_id = evse_id
+        self._pwm_update_interval_s = pwm_update_interval_s
+        self._last_duty_change_s: float | None = None  # monotonic, last PWM duty set
+        self._deferred_pilot: asyncio.TimerHandle | None = None  # a held duty increase
+        self._signalled_limit_a = 0.0  # the limit the PWM on the line encodes
         self.hw = hardware
         self._journal = journal
         self._settings = settings
@@ -103,9 +149,11 @@ class EvseController:
         self._clock = clock
         self._on_status = on_status
         self._on_tx_message = on_tx_message
+        self._on_sample = on_sample
+        self._admit = admit
         self._max_current_a = max_current_a
         self._limits_a: dict[str, float] = {}
-        self._inbox: asyncio.Queue[charger.Event] = asyncio.Queue()
+        self._inbox: asyncio.Queue[charger.Event | _ClockAligned] = asyncio.Queue()
         self._pilot_state = iec61851.PilotState()
         self._state, self._initial_effects = charger.initial_state(
             config=self._charger_config(ventilation_available),
@@ -118,6 +166,7 @@ class EvseController:
         self._tx: TxRecord | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._last_status: EvseStatusChanged | None = None
+        self._lock_fault = False  # CONNECTOR_LOCK_FAILURE raised by this controller
         self._started = asyncio.Event()
         self._no_transaction = asyncio.Event()
         self._no_transaction.set()
@@ -148,10 +197,51 @@ class EvseController:
             self._limits_a.pop(source, None)
         else:
             self._limits_a[source] = limit_a
-        self.post(charger.LimitChanged(self.effective_limit_a()))
+        effective_a = self.effective_limit_a()
+        self._lower_duty_now(effective_a)
+        self.post(charger.LimitChanged(effective_a))
+
+    def _lower_duty_now(self, limit_a: float) -> None:
+        """A lower limit reaches CP in the caller's stack, before anything else runs.
+
+        Lowering the offered current is always safe, and another EVSE may be about to
+        start on the share of the station limit this one gives up
+        (``agent.smart_charging.sharing``): its PWM must not come first. The machine
+        then derives the same output from ``LimitChanged``. A limit below the minimum
+        (the EVSE suspends) and every increase are left to the machine.
+        """
+        duty_pct = iec61851.duty_for_current(limit_a)
+        current = self.hw.pilot.output
+        if duty_pct is None or current.mode is not PilotMode.PWM or duty_pct >= current.duty_pct:
+            return
+        self._drop_deferred_pilot()
+        self.hw.pilot.set_output(PilotOutput.pwm(duty_pct))
+        self._signalled_limit_a = limit_a
+        self._last_duty_change_s = self._clock.monotonic()
 
     def effective_limit_a(self) -> float:
         return min([self._max_current_a, *self._limits_a.values()])
+
+    @property
+    def offered_current_a(self) -> float:
+        """The current the EVSE signals to the EV now, A per phase: the limit the
+        pilot PWM encodes (after smart charging), 0 while it offers no energy
+        (no transaction, suspended by the EVSE, below 6 A, faulted)."""
+        if not charger.offers_energy(self._state):
+            return 0.0
+        if self._deferred_pilot is not None:  # a higher duty is held back
+            return self._signalled_limit_a
+        return self._state.limit_a
+
+    @property
+    def meter_reading(self) -> MeterReading | None:
+        """The meter's latest reading, None before it has answered."""
+        return self.hw.meter.latest
+
+    def post_clock_aligned(self, timestamp: str) -> None:
+        """Take the clock-aligned sample due at ``timestamp`` (ISO 8601 UTC, the
+        boundary) in this controller's task (loop thread only)."""
+        self._inbox.put_nowait(_ClockAligned(timestamp))
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -169,12 +259,16 @@ class EvseController:
             self._started.set()
             while True:
                 event = await self._inbox.get()
+                if isinstance(event, _ClockAligned):
+                    await self._sample_clock_aligned(event.timestamp)
+                    continue
                 self._state, effects = charger.step(self._state, event)
                 for effect in effects:
                     await self._execute(effect)
         finally:
             # Synchronously, before any await: contactor open, then CP to F.
             self.hw.contactor.switch(False)
+            self._drop_deferred_pilot()
             self.hw.pilot.set_output(PilotOutput.error())
             await _shielded(self._release())
 
@@ -190,6 +284,14 @@ class EvseController:
     def _on_cp_state(self, cp: CpState) -> None:
         if not iec61851.is_power_state(cp) and self.hw.contactor.is_on:
             self.hw.contactor.switch(False)  # interlock: before anything is queued
+        if cp is CpState.A and self._lock_fault:
+            self._lock_fault = False  # the plug is out: the next session tries again
+            self._on_fault(FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, False, "unplugged"))
+        if isinstance(self.hw.pilot, CableRatingSource):
+            # A detachable cable caps the current at its rating (REFERENCE 1.3).
+            cable_a = self.hw.pilot.cable_max_current_a if cp is not CpState.A else None
+            if cable_a != self._limits_a.get(CABLE_LIMIT):
+                self.set_limit(CABLE_LIMIT, cable_a)
         self._pilot_state, events = iec61851.step(self._pilot_state, cp)
         if events:
             self.post(charger.Pilot(*events))
@@ -235,13 +337,19 @@ class EvseController:
                     # The EV left C/D after the machine decided: the Pilot event is
                     # already queued and will correct the state. Never close here.
                     return
+                if on and not await self._lock_connector():
+                    return  # the fault is queued; the machine opens again
+                if on and not iec61851.is_power_state(self.hw.pilot.state):
+                    return  # the EV left C/D while the lock moved
                 self.hw.contactor.switch(on)
             case charger.SetPilot(output=output):
-                self.hw.pilot.set_output(output)
+                self._set_pilot(output)
             case charger.RequestAuthorization(id_tag=tag):
                 self._spawn(self._authorize(tag))
-            case charger.BeginTransaction(id_tag=tag, remote_start_id=rsid):
-                await self._begin(tag, rsid)
+            case charger.BeginTransaction(
+                id_tag=tag, remote_start_id=rsid, reservation_id=reservation_id
+            ):
+                await self._begin(tag, rsid, reservation_id)
             case charger.EndTransaction(reason=reason):
                 await self._end(reason)
             case charger.PublishStatus(status=status, error_code=code, info=info):
@@ -249,6 +357,7 @@ class EvseController:
                     self.evse_id, status, code, info, self._clock.iso_now()
                 )
                 log.info("evse %d: %s%s", self.evse_id, status, f" ({code})" if code else "")
+                self._show_status(status.value, code is not None)
                 self._on_status(self._last_status)
             case charger.StartTimer(name=name, delay_s=delay_s):
                 self._cancel_timer(name)
@@ -262,6 +371,44 @@ class EvseController:
         if handle is not None:
             handle.cancel()
 
+    def _set_pilot(self, output: PilotOutput) -> None:
+        """Drive CP, holding a duty *increase* until ``pwm_update_interval_s`` after the
+        last duty change (REFERENCE 1.4); everything else applies at once."""
+        self._drop_deferred_pilot()
+        current = self.hw.pilot.output
+        if output == current:  # e.g. a decrease ``_lower_duty_now`` applied already
+            self._signalled_limit_a = self._state.limit_a
+            return
+        now_s = self._clock.monotonic()
+        if (
+            output.mode is PilotMode.PWM
+            and current.mode is PilotMode.PWM
+            and output.duty_pct > current.duty_pct
+            and self._last_duty_change_s is not None
+        ):
+            wait_s = self._last_duty_change_s + self._pwm_update_interval_s - now_s
+            if wait_s > 0:
+                loop = asyncio.get_running_loop()
+                self._deferred_pilot = loop.call_later(
+                    wait_s, self._apply_deferred_pilot, output, self._state.limit_a
+                )
+                return
+        self.hw.pilot.set_output(output)
+        self._signalled_limit_a = self._state.limit_a
+        if output.mode is PilotMode.PWM and output != current:
+            self._last_duty_change_s = now_s
+
+    def _apply_deferred_pilot(self, output: PilotOutput, limit_a: float) -> None:
+        self._deferred_pilot = None
+        self.hw.pilot.set_output(output)
+        self._signalled_limit_a = limit_a
+        self._last_duty_change_s = self._clock.monotonic()
+
+    def _drop_deferred_pilot(self) -> None:
+        if self._deferred_pilot is not None:
+            self._deferred_pilot.cancel()
+            self._deferred_pilot = None
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -269,12 +416,19 @@ class EvseController:
 
     async def _authorize(self, id_tag: str) -> None:
         try:
-            status = await self._authorizer.authorize(id_tag)
+            info = await self._authorizer.authorize_info(id_tag)
         except Exception:
             log.exception("evse %d: authorization of %s failed", self.evse_id, id_tag)
-            status = AuthorizationStatus.INVALID
-        log.info("evse %d: %s is %s", self.evse_id, id_tag, status)
-        self.post(charger.AuthorizationResolved(id_tag, status == AuthorizationStatus.ACCEPTED))
+            info = IdTagInfo(AuthorizationStatus.INVALID)
+        log.info("evse %d: %s is %s", self.evse_id, id_tag, info.status)
+        admission = Admission(info.status == AuthorizationStatus.ACCEPTED)
+        if admission.allowed and self._admit is not None:
+            admission = self._admit(self.evse_id, id_tag, info.parent_id_tag)
+            if not admission.allowed:
+                log.info("evse %d: %s refused: connector reserved", self.evse_id, id_tag)
+        self.post(
+            charger.AuthorizationResolved(id_tag, admission.allowed, admission.reservation_id)
+        )
 
     def _meter_wh(self) -> int:
         reading = self.hw.meter.latest
@@ -284,19 +438,29 @@ class EvseController:
             return self._tx.last_meter_wh or self._tx.meter_start_wh
         return 0
 
-    async def _begin(self, id_tag: str, remote_start_id: int | None) -> None:
+    async def _begin(
+        self, id_tag: str, remote_start_id: int | None, reservation_id: int | None
+    ) -> None:
+        timestamp = self._clock.iso_now()
         self._tx = await self._journal.begin(
             evse_id=self.evse_id,
             connector_id=self.evse_id,
             id_tag=id_tag,
             meter_start_wh=self._meter_wh(),
-            timestamp=self._clock.iso_now(),
+            timestamp=timestamp,
             remote_start_id=remote_start_id,
+            reservation_id=reservation_id,
+            stop_data=self._stop_sample(
+                "stop_txn_sampled_data", ReadingContext.TRANSACTION_BEGIN, timestamp
+            ),
         )
         self._no_transaction.clear()
         log.info("evse %d: transaction %s started for %s", self.evse_id, self._tx.tx_id, id_tag)
         self._on_tx_message()
         self._sampler = asyncio.create_task(self._sample_loop(self._tx.tx_id))
+        # The EVSEs whose share of the station limit this transaction lowers were just
+        # told (agent.smart_charging.sharing) and lowered their duty at once
+        # (``_lower_duty_now``), before this EVSE's PWM starts (the next effect).
 
     async def _end(self, reason: StopReason) -> None:
         tx = self._tx
@@ -308,30 +472,66 @@ class EvseController:
                 await self._sampler
             self._sampler = None
         timestamp = self._clock.iso_now()
-        data = []
-        reading = self.hw.meter.latest
-        measurands = self._settings.get_list("stop_txn_sampled_data")
-        if reading is not None and measurands:
-            data.append(
-                build_sample(
-                    reading,
-                    measurands,
-                    context=ReadingContext.TRANSACTION_END,
-                    timestamp=timestamp,
-                    offered_current_a=0.0,
-                )
-            )
+        # OCPP 1.6 6.47 / 9.1: transactionData = the StopTxnSampledData samples
+        # (begin, every sample interval, end) and the StopTxnAlignedData ones; all but
+        # the end one are already in the journal (they survive a power cut).
+        end_data = self._stop_sample(
+            "stop_txn_sampled_data", ReadingContext.TRANSACTION_END, timestamp
+        )
         self._tx = None
         await self._journal.end(
             tx.tx_id,
             reason=reason,
             meter_stop_wh=self._meter_wh_for(tx),
             timestamp=timestamp,
-            transaction_data=data,
+            transaction_data=end_data,
         )
         log.info("evse %d: transaction %s stopped (%s)", self.evse_id, tx.tx_id, reason)
         self._no_transaction.set()
         self._on_tx_message()
+        await self._unlock_connector()  # the contactor opened before EndTransaction
+
+    # ------------------------------------------------------ connector lock, lamps
+
+    async def _lock_connector(self) -> bool:
+        """Lock before closing the contactor (REFERENCE 1.4). Blocks this EVSE's inbox
+        for at most the lock's timeout; the CP interlock does not wait for it."""
+        lock = self.hw.lock
+        if lock is None or lock.is_locked:
+            return True
+        if await lock.lock():
+            return True
+        self._lock_fault = True
+        self._on_fault(FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, True, "lock not confirmed"))
+        return False
+
+    async def _unlock_connector(self) -> None:
+        """Unlock once the contactor is open at the end of a session."""
+        lock = self.hw.lock
+        if lock is None or not lock.is_locked or self.hw.contactor.is_on:
+            return
+        if not await lock.unlock():
+            self._lock_fault = True
+            self._on_fault(
+                FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, True, "unlock not confirmed")
+            )
+
+    async def _release_lock(self, lock: ConnectorLock) -> None:
+        """At shutdown (contactor already open): free the cable, then the pins."""
+        try:
+            if lock.is_locked:
+                await lock.unlock()
+        finally:
+            await lock.stop()
+
+    def _show_status(self, status: str, faulted: bool) -> None:
+        indicator = self.hw.indicator
+        if indicator is None:
+            return
+        try:
+            indicator.show(status, faulted)
+        except Exception:  # a lamp must never stop the EVSE
+            log.exception("evse %d: status indicator failed", self.evse_id)
 
     def _meter_wh_for(self, tx: TxRecord) -> int:
         reading = self.hw.meter.latest
@@ -355,31 +555,100 @@ class EvseController:
                 continue
             meter_wh = round(reading.energy_import_wh)
             now_s = self._clock.monotonic()
+            timestamp = self._clock.iso_now()
+            sample = None
+            stop_data: tuple[MeterSample, ...] = ()
             if interval_s > 0 and now_s - last_sample_s >= interval_s - 1e-3:
                 last_sample_s = now_s
-                sample = self.sample_now(ReadingContext.SAMPLE_PERIODIC)
-                assert sample is not None  # the reading above exists
-                await self._journal.record_meter(tx_id, sample, meter_wh)  # also the last value
+                sample = self.sample_now(ReadingContext.SAMPLE_PERIODIC, timestamp=timestamp)
+                stop_data = self._stop_sample(
+                    "stop_txn_sampled_data", ReadingContext.SAMPLE_PERIODIC, timestamp
+                )
+            # the StopTxnSampledData sample shares the store transaction of the meter write
+            if sample is not None and sample.values:
+                await self._journal.record_meter(  # also the last value
+                    tx_id, sample, meter_wh, stop_data=stop_data
+                )
                 self._on_tx_message()
             else:
-                await self._journal.update_last_meter(tx_id, meter_wh, self._clock.iso_now())
+                await self._journal.update_last_meter(
+                    tx_id, meter_wh, timestamp, stop_data=stop_data
+                )
 
-    def sample_now(self, context: ReadingContext) -> MeterSample | None:
-        """A meter sample of the configured measurands now (e.g. for TriggerMessage),
-        or None before the meter has answered."""
+    async def _sample_clock_aligned(self, timestamp: str) -> None:
+        """The clock-aligned sample (MeterValuesAlignedData, context Sample.Clock) due
+        at ``timestamp``: journalled with the running transaction (delivered in order,
+        survives offline periods and reboots), else handed to ``on_sample``."""
+        sample = self.sample_now(
+            ReadingContext.SAMPLE_CLOCK,
+            measurands=self._settings.get_list("meter_values_aligned_data"),
+            timestamp=timestamp,
+        )
+        if sample is None:
+            return  # no reading yet: nothing to report
+        tx = self._tx
+        if tx is None:
+            if sample.values and self._on_sample is not None:
+                self._on_sample(self.evse_id, sample)
+            return
+        stop_data = self._stop_sample(
+            "stop_txn_aligned_data", ReadingContext.SAMPLE_CLOCK, timestamp
+        )
+        if sample.values:
+            await self._journal.record_meter(
+                tx.tx_id, sample, self._meter_wh_for(tx), stop_data=stop_data
+            )
+            self._on_tx_message()
+        elif stop_data:
+            await self._journal.add_stop_data(tx.tx_id, stop_data)
+
+    def _stop_sample(
+        self, setting: str, context: ReadingContext, timestamp: str
+    ) -> tuple[MeterSample, ...]:
+        """A sample of the ``setting`` measurands for StopTransaction.transactionData,
+        to be kept in the journal (which bounds it per transaction); empty when the
+        setting is empty or the meter has not answered yet."""
+        sample = self.sample_now(
+            context, measurands=self._settings.get_list(setting), timestamp=timestamp
+        )
+        if sample is None or not sample.values:
+            return ()
+        return (sample,)
+
+    def sample_now(
+        self,
+        context: ReadingContext,
+        *,
+        measurands: Sequence[str] | None = None,
+        timestamp: str | None = None,
+    ) -> MeterSample | None:
+        """A meter sample now (e.g. for TriggerMessage).
+
+        Args:
+            context: Why it is taken.
+            measurands: Configured entries; default MeterValuesSampledData.
+            timestamp: ISO 8601 UTC; default now (a clock-aligned sample passes
+                its boundary).
+
+        Returns:
+            The sample (``Current.Offered``/``Power.Offered`` from
+            :attr:`offered_current_a`, ``SoC`` from a pilot that knows it), or
+            None before the meter has answered.
+        """
         reading = self.hw.meter.latest
         if reading is None:
             return None
+        if measurands is None:
+            measurands = self._settings.get_list("meter_values_sampled_data")
+        pilot = self.hw.pilot
         return build_sample(
             reading,
-            self._settings.get_list("meter_values_sampled_data"),
+            measurands,
             context=context,
-            timestamp=self._clock.iso_now(),
-            offered_current_a=self._offered_a(),
+            timestamp=timestamp if timestamp is not None else self._clock.iso_now(),
+            offered_current_a=self.offered_current_a,
+            soc_pct=pilot.soc_pct if isinstance(pilot, StateOfChargeSource) else None,
         )
-
-    def _offered_a(self) -> float:
-        return self._state.limit_a if charger.offers_energy(self._state) else 0.0
 
     async def _release(self) -> None:
         """Cancel timers and tasks, then stop the hardware (outputs already safe)."""
@@ -392,6 +661,10 @@ class EvseController:
         stops = [self.hw.meter.stop(), self.hw.pilot.stop(), self.hw.contactor.stop()]
         if self.hw.token_reader is not None:
             stops.append(self.hw.token_reader.stop())
+        if self.hw.indicator is not None:
+            stops.append(self.hw.indicator.stop())
+        if self.hw.lock is not None:
+            stops.append(self._release_lock(self.hw.lock))
         results = await asyncio.gather(*stops, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

@@ -100,7 +100,49 @@ CREATE TABLE local_auth_list_version (
 INSERT INTO local_auth_list_version (id, version) VALUES (1, 0);
 """
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, _SCHEMA_V1), Migration(2, _SCHEMA_V2))
+# v3: the StopTransaction.transactionData of each transaction (1.6 StopTxnSampledData /
+# StopTxnAlignedData samples), written with the journal entry they belong to so that a
+# stop sent after a power cut still carries them. Pruned with the transaction.
+_SCHEMA_V3: Final = """
+CREATE TABLE tx_stop_data (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,   -- write order = order in the message
+    tx_id   TEXT NOT NULL REFERENCES transactions (tx_id),
+    sample  TEXT NOT NULL                        -- JSON: one meter sample
+);
+CREATE INDEX tx_stop_data_by_tx ON tx_stop_data (tx_id, seq);
+"""
+
+# v4: the firmware update journal (one update at a time: a single row) and the
+# outbox of firmware/log status and security-event reports, delivered in seq order
+# across reboots (firmware_update/journal.py).
+_SCHEMA_V4: Final = """
+CREATE TABLE firmware_update (
+    id             INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),   -- at most one update
+    request_id     INTEGER NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('plain', 'signed')),
+    phase          TEXT NOT NULL,
+    retries_left   INTEGER NOT NULL,
+    failure        TEXT,                         -- status a revert ends with
+    request        TEXT NOT NULL,                -- JSON: location, times, cert, signature
+    target_slot    TEXT,
+    target_version TEXT,
+    updated        TEXT NOT NULL                 -- ISO 8601 UTC
+);
+
+CREATE TABLE firmware_outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,   -- delivery order, never reused
+    kind    TEXT NOT NULL,                       -- firmware_status, security_event, ...
+    payload TEXT NOT NULL,                       -- JSON
+    created TEXT NOT NULL                        -- ISO 8601 UTC
+);
+"""
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, _SCHEMA_V1),
+    Migration(2, _SCHEMA_V2),
+    Migration(3, _SCHEMA_V3),
+    Migration(4, _SCHEMA_V4),
+)
 """The schema steps this software knows, oldest first."""
 
 

@@ -22,9 +22,10 @@ OCPP 1.6 §3.13, 2.0.1 K08) as implemented here:
   (evse 0), which "a profile on connector > 0 replaces for that connector only"
   (REFERENCE 3.1).
 * **Station max.** ChargePointMaxProfile (evse 0) caps every EVSE: each EVSE's
-  composite is at most the station limit. Dividing the station limit between EVSEs
-  (it bounds their *sum*) is the load balancer's job, not this module's. For
-  ``evse_id == 0`` the result is the station limit alone.
+  composite is at most the station limit (``include_station_max=False`` leaves it
+  out). Dividing the station limit between EVSEs (it bounds their *sum*) is
+  ``sharing``'s job, not this module's. For ``evse_id == 0`` the result is the
+  station limit alone.
 * **Across purposes** the minimum wins. Each limit is first converted into the requested
   unit with its own ``number_phases`` (``phases`` when the period has none):
   ``P[W] = I[A] * V * n``. The reported ``number_phases`` is the lowest of the
@@ -117,6 +118,7 @@ def limit_at(
     phases: int = DEFAULT_NUMBER_PHASES,
     rate_unit: RateUnit = RateUnit.A,
     transaction_id: str | None = None,
+    include_station_max: bool = True,
 ) -> Limit | None:
     """The composite limit of ``evse_id`` at the instant ``at`` (rules: module docstring).
 
@@ -131,6 +133,8 @@ def limit_at(
         rate_unit: Unit of the result.
         transaction_id: The running transaction; TxProfiles bound to another one are
             ignored. None = do not filter on it.
+        include_station_max: False leaves the ChargePointMaxProfile out: the EVSE's own
+            limit, for a caller that shares the station limit between EVSEs itself.
 
     Returns:
         The limit, or None when no profile is in force.
@@ -139,7 +143,7 @@ def limit_at(
         ValueError: ``at`` or ``tx_start`` is naive, or voltage/phases are not positive.
     """
     _check_args(at, tx_start, nominal_voltage_v, phases)
-    layers = _layers(tuple(profiles), evse_id, tx_start, transaction_id)
+    layers = _layers(tuple(profiles), evse_id, tx_start, transaction_id, include_station_max)
     return _limit(
         layers, _whole_s(at), _opt_whole_s(tx_start), nominal_voltage_v, phases, rate_unit
     )
@@ -156,6 +160,7 @@ def composite_schedule(
     nominal_voltage_v: float,
     phases: int = DEFAULT_NUMBER_PHASES,
     transaction_id: str | None = None,
+    include_station_max: bool = True,
 ) -> CompositeSchedule:
     """The composite schedule of ``evse_id`` from ``start`` for ``duration_s`` seconds.
 
@@ -173,7 +178,7 @@ def composite_schedule(
     begin = _whole_s(start)
     end = begin + timedelta(seconds=duration_s)
     tx_begin = _opt_whole_s(tx_start)
-    layers = _layers(tuple(profiles), evse_id, tx_start, transaction_id)
+    layers = _layers(tuple(profiles), evse_id, tx_start, transaction_id, include_station_max)
     instants = {begin}
     for layer in layers:
         for profile in layer:
@@ -226,12 +231,16 @@ def _layers(
     evse_id: int,
     tx_start: datetime | None,
     transaction_id: str | None,
+    include_station_max: bool = True,
 ) -> tuple[_Layer, _Layer]:
     """(station max, EVSE layer in order of precedence: Tx, TxDefault here, TxDefault 0).
 
-    The EVSE layer is returned flattened; ``_evse_limit`` walks it by precedence.
+    The EVSE layer is returned flattened; ``_evse_limit`` walks it by precedence. The
+    station layer is empty when ``include_station_max`` is False (and ``evse_id`` > 0).
     """
     station = tuple(p for p in profiles if p.purpose is Purpose.CHARGE_POINT_MAX and p.evse_id == 0)
+    if not include_station_max and evse_id != 0:
+        station = ()
     if evse_id == 0:
         return station, ()
     tx = tuple(

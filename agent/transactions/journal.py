@@ -8,6 +8,12 @@ order (= write order), turns each row into its version's message at send time
 and acknowledges it after delivery. Because the row is mapped at send time, the
 transaction id a 1.6 CSMS assigns in StartTransaction.conf reaches meter and
 stop messages that were queued before it was known (OCPP 1.6 3.7, REFERENCE 2.5).
+
+The samples a stop carries as 1.6 ``transactionData`` (StopTxnSampledData and
+StopTxnAlignedData) are kept in ``tx_stop_data`` from the moment they are taken,
+written in the same SQLite transaction as the begin or meter entry they go with,
+so a stop made after a power cut (reason PowerLoss) still carries them. The
+``stop`` message reads them at send time.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
 from agent.persistence.store import Store
 
 __all__ = [
+    "MAX_STOP_DATA_SAMPLES",
     "JournalError",
     "MessageKind",
     "QueuedTxMessage",
@@ -42,6 +49,11 @@ _TX_COLUMNS: Final = (
     "meter_stop_wh, stop_reason"
 )
 _KINDS: Final[tuple[MessageKind, ...]] = ("start", "meter", "stop")
+
+MAX_STOP_DATA_SAMPLES: Final = 200
+"""StopTransaction.transactionData bound per transaction: beyond it the oldest sample
+after the first (Transaction.Begin) one is dropped, so a days-long session cannot
+grow the message without limit."""
 
 
 class JournalError(Exception):
@@ -120,14 +132,15 @@ def sample_to_json(sample: MeterSample) -> dict[str, Any]:
     for sampled in sample.values:
         if not math.isfinite(sampled.value):
             raise ValueError(f"non-finite {sampled.measurand} value: {sampled.value}")
-        values.append(
-            {
-                "measurand": sampled.measurand,
-                "value": float(sampled.value),
-                "unit": sampled.unit,
-                "phase": sampled.phase,
-            }
-        )
+        item: dict[str, Any] = {
+            "measurand": sampled.measurand,
+            "value": float(sampled.value),
+            "unit": sampled.unit,
+            "phase": sampled.phase,
+        }
+        if sampled.location is not None:  # absent in rows written before it existed
+            item["location"] = sampled.location
+        values.append(item)
     return {"timestamp": sample.timestamp, "context": sample.context.value, "values": values}
 
 
@@ -144,6 +157,7 @@ def sample_from_json(data: Mapping[str, Any]) -> MeterSample:
                 value=_as_float(item["value"]),
                 unit=_as_str(item["unit"]),
                 phase=None if item["phase"] is None else _as_str(item["phase"]),
+                location=None if item.get("location") is None else _as_str(item["location"]),
             )
             for item in data["values"]
         )
@@ -165,9 +179,21 @@ class TransactionJournal:
     :class:`JournalError` they document.
     """
 
-    def __init__(self, store: Store) -> None:
-        """Use ``store`` (already open and migrated)."""
+    def __init__(self, store: Store, *, max_stop_data: int = MAX_STOP_DATA_SAMPLES) -> None:
+        """Use ``store`` (already open and migrated).
+
+        Args:
+            store: The open store.
+            max_stop_data: Most transaction-data samples kept per transaction, >= 1
+                (:data:`MAX_STOP_DATA_SAMPLES`).
+
+        Raises:
+            ValueError: ``max_stop_data`` is below 1.
+        """
+        if max_stop_data < 1:
+            raise ValueError(f"max_stop_data must be >= 1, got {max_stop_data}")
         self._store = store
+        self._max_stop_data = max_stop_data
 
     async def begin(
         self,
@@ -179,6 +205,7 @@ class TransactionJournal:
         timestamp: str,
         remote_start_id: int | None = None,
         reservation_id: int | None = None,
+        stop_data: Sequence[MeterSample] = (),
     ) -> TxRecord:
         """Record that a transaction started and queue its ``start`` message.
 
@@ -190,9 +217,14 @@ class TransactionJournal:
             timestamp: Start time, ISO 8601 UTC.
             remote_start_id: 2.0.1 remoteStartId, if started remotely.
             reservation_id: Reservation the transaction consumed, if any.
+            stop_data: Transaction-data samples taken at the start (the
+                Transaction.Begin one), kept for the stop (see :meth:`add_stop_data`).
 
         Returns:
             The new record, with a fresh :func:`new_tx_id`.
+
+        Raises:
+            ValueError: A sample holds a non-finite value.
         """
         record = TxRecord(
             tx_id=new_tx_id(),
@@ -211,6 +243,7 @@ class TransactionJournal:
             meter_stop_wh=None,
             stop_reason=None,
         )
+        kept = _encode_each(stop_data)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -228,45 +261,103 @@ class TransactionJournal:
                 ),
             )
             _enqueue(conn, record.tx_id, "start", _encode_samples(()), timestamp)
+            self._keep_stop_data(conn, record.tx_id, kept)
 
         await self._store.run(write)
         return record
 
-    async def record_meter(self, tx_id: str, sample: MeterSample, meter_wh: int) -> None:
+    async def record_meter(
+        self,
+        tx_id: str,
+        sample: MeterSample,
+        meter_wh: int,
+        *,
+        stop_data: Sequence[MeterSample] = (),
+    ) -> None:
         """Queue a ``meter`` message and remember the register reading.
 
         Args:
             tx_id: A running transaction.
             sample: The sample to send (its timestamp becomes ``last_meter_time``).
             meter_wh: Energy register of the sample, Wh.
+            stop_data: Transaction-data samples taken at the same moment, kept
+                for the stop in the same store transaction (see :meth:`add_stop_data`).
 
         Raises:
             JournalError: Unknown or already ended transaction.
-            ValueError: The sample holds a non-finite value.
+            ValueError: A sample holds a non-finite value.
         """
         payload = _encode_samples((sample,))
+        kept = _encode_each(stop_data)
 
         def write(conn: sqlite3.Connection) -> None:
             _require_running(conn, tx_id)
             _set_last_meter(conn, tx_id, meter_wh, sample.timestamp)
             _enqueue(conn, tx_id, "meter", payload, sample.timestamp)
+            self._keep_stop_data(conn, tx_id, kept)
 
         await self._store.run(write)
 
-    async def update_last_meter(self, tx_id: str, meter_wh: int, timestamp: str) -> None:
+    async def update_last_meter(
+        self,
+        tx_id: str,
+        meter_wh: int,
+        timestamp: str,
+        *,
+        stop_data: Sequence[MeterSample] = (),
+    ) -> None:
         """Remember the latest register reading without queueing a message.
 
         Lets a power-loss recovery stop the transaction with the last known energy.
 
+        Args:
+            tx_id: A running transaction.
+            meter_wh: Energy register, Wh.
+            timestamp: When it was read, ISO 8601 UTC.
+            stop_data: Transaction-data samples to keep in the same store
+                transaction (see :meth:`add_stop_data`).
+
         Raises:
             JournalError: Unknown or already ended transaction.
+            ValueError: A sample holds a non-finite value.
         """
+        kept = _encode_each(stop_data)
 
         def write(conn: sqlite3.Connection) -> None:
             _require_running(conn, tx_id)
             _set_last_meter(conn, tx_id, meter_wh, timestamp)
+            self._keep_stop_data(conn, tx_id, kept)
 
         await self._store.run(write)
+
+    async def add_stop_data(self, tx_id: str, samples: Sequence[MeterSample]) -> None:
+        """Keep samples for the transaction's stop message (1.6 transactionData).
+
+        They are appended in call order. Beyond ``max_stop_data`` samples the
+        oldest one after the first (the Transaction.Begin sample) is dropped.
+        Prefer the ``stop_data`` argument of :meth:`begin`, :meth:`record_meter`
+        or :meth:`update_last_meter` when there is a journal write anyway: it
+        shares that write's store transaction.
+
+        Raises:
+            JournalError: Unknown or already ended transaction.
+            ValueError: A sample holds a non-finite value.
+        """
+        kept = _encode_each(samples)
+
+        def write(conn: sqlite3.Connection) -> None:
+            _require_running(conn, tx_id)
+            self._keep_stop_data(conn, tx_id, kept)
+
+        await self._store.run(write)
+
+    async def stop_data(self, tx_id: str) -> list[MeterSample]:
+        """The transaction-data samples kept for ``tx_id``, oldest first (empty if none).
+
+        Raises:
+            JournalError: A stored sample is corrupt.
+        """
+        return await self._store.run(lambda conn: _read_stop_data(conn, tx_id))
 
     async def end(
         self,
@@ -284,7 +375,9 @@ class TransactionJournal:
             reason: Why it ended.
             meter_stop_wh: Energy register at the stop, Wh.
             timestamp: Stop time, ISO 8601 UTC.
-            transaction_data: Samples to send with the stop (1.6 transactionData).
+            transaction_data: Samples taken at the stop (the Transaction.End one),
+                added to the kept ones (:meth:`add_stop_data`, same bound); the
+                ``stop`` message carries all of them, read when it is sent.
 
         Returns:
             The ended record.
@@ -294,19 +387,39 @@ class TransactionJournal:
                 must not stop twice).
             ValueError: A sample holds a non-finite value.
         """
-        payload = _encode_samples(tuple(transaction_data))
+        kept = _encode_each(transaction_data)
 
         def write(conn: sqlite3.Connection) -> TxRecord:
             _require_running(conn, tx_id)
+            self._keep_stop_data(conn, tx_id, kept)
             conn.execute(
                 "UPDATE transactions SET stop_time = ?, meter_stop_wh = ?, stop_reason = ? "
                 "WHERE tx_id = ?",
                 (timestamp, meter_stop_wh, reason.value, tx_id),
             )
-            _enqueue(conn, tx_id, "stop", payload, timestamp)
+            # the samples stay in tx_stop_data; next_messages adds them to the stop
+            _enqueue(conn, tx_id, "stop", _encode_samples(()), timestamp)
             return _require_record(conn, tx_id)
 
         return await self._store.run(write)
+
+    def _keep_stop_data(self, conn: sqlite3.Connection, tx_id: str, samples: list[str]) -> None:
+        """Append encoded samples to ``tx_id``'s transaction data, then apply the bound."""
+        if not samples:
+            return
+        conn.executemany(
+            "INSERT INTO tx_stop_data (tx_id, sample) VALUES (?, ?)",
+            [(tx_id, sample) for sample in samples],
+        )
+        row = conn.execute("SELECT count(*) FROM tx_stop_data WHERE tx_id = ?", (tx_id,)).fetchone()
+        excess = int(row[0]) - self._max_stop_data
+        if excess > 0:
+            # keep the first (Transaction.Begin) sample, drop the oldest after it
+            conn.execute(
+                "DELETE FROM tx_stop_data WHERE seq IN (SELECT seq FROM tx_stop_data "
+                "WHERE tx_id = ? ORDER BY seq LIMIT ? OFFSET 1)",
+                (tx_id, excess),
+            )
 
     async def running(self) -> list[TxRecord]:
         """Transactions not yet ended, oldest start first (for recovery at boot)."""
@@ -389,6 +502,8 @@ class TransactionJournal:
                     raise JournalError(
                         f"queued message {seq} has a corrupt payload: {exc}"
                     ) from exc
+                if kind == "stop":  # a stop queued before schema v3 has them in its payload
+                    samples += tuple(_read_stop_data(conn, tx_id))
                 if tx_id not in records:
                     records[tx_id] = _require_record(conn, tx_id)
                 out.append(
@@ -492,6 +607,8 @@ class TransactionJournal:
         """Delete ended transactions that have nothing queued, except the newest ones.
 
         Running transactions and ones with queued messages are never deleted.
+        The transaction data kept for a stop (:meth:`add_stop_data`) goes once the
+        stop is no longer queued, also for the transactions kept as history.
 
         Args:
             keep_last: How many of the most recently started ended transactions
@@ -504,6 +621,12 @@ class TransactionJournal:
             raise ValueError(f"keep_last must be >= 0, got {keep_last}")
 
         def write(conn: sqlite3.Connection) -> None:
+            # first: tx_stop_data references the rows deleted next
+            conn.execute(
+                "DELETE FROM tx_stop_data WHERE tx_id IN (SELECT tx_id FROM transactions t "
+                "WHERE t.stop_time IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM tx_queue q WHERE q.tx_id = t.tx_id))"
+            )
             conn.execute(
                 "DELETE FROM transactions WHERE stop_time IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM tx_queue q WHERE q.tx_id = transactions.tx_id) "
@@ -529,6 +652,23 @@ def _as_float(value: object) -> float:
 
 def _encode_samples(samples: tuple[MeterSample, ...]) -> str:
     return json.dumps({"samples": [sample_to_json(s) for s in samples]}, allow_nan=False)
+
+
+def _encode_each(samples: Sequence[MeterSample]) -> list[str]:
+    return [json.dumps(sample_to_json(s), allow_nan=False) for s in samples]
+
+
+def _read_stop_data(conn: sqlite3.Connection, tx_id: str) -> list[MeterSample]:
+    rows = conn.execute(
+        "SELECT seq, sample FROM tx_stop_data WHERE tx_id = ? ORDER BY seq", (tx_id,)
+    ).fetchall()
+    out = []
+    for seq, text in rows:
+        try:
+            out.append(sample_from_json(json.loads(text)))
+        except (ValueError, TypeError) as exc:
+            raise JournalError(f"transaction data {seq} of {tx_id} is corrupt: {exc}") from exc
+    return out
 
 
 def _enqueue(

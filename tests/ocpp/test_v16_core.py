@@ -444,7 +444,8 @@ async def test_stop_txn_sampled_data_is_sent_as_transaction_end(
 
     agent.sim("swipe", "TAG1")
     stop = await wait_stop(csms, tx_id)
-    (sample,) = stop.payload["transactionData"]
+    begin, sample = stop.payload["transactionData"]  # the default interval (60 s) never fired
+    assert {v["context"] for v in begin["sampledValue"]} == {"Transaction.Begin"}
     values = sample["sampledValue"]
     assert {v["measurand"] for v in values} == {ENERGY, "Voltage"}
     assert {v["context"] for v in values} == {"Transaction.End"}
@@ -550,7 +551,7 @@ async def test_get_configuration_of_all_keys(csms: CsmsEmulator, start_app: Star
         "value": "1",
     }
     assert by_key["SupportedFeatureProfiles"]["value"] == (
-        "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+        "Core,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging"
     )
     assert by_key["HeartbeatInterval"]["readonly"] is False
     assert "0123456789abcdef" not in repr(items)
@@ -616,7 +617,7 @@ async def test_changed_heartbeat_interval_applies_at_once(
         ("HeartbeatInterval", "abc", "Rejected"),
         ("HeartbeatInterval", "0", "Rejected"),  # below the minimum
         ("AuthorizeRemoteTxRequests", "maybe", "Rejected"),
-        ("MeterValuesSampledData", f"{ENERGY},SoC", "Rejected"),  # SoC not measurable
+        ("MeterValuesSampledData", f"{ENERGY},Temperature", "Rejected"),  # no sensor
         ("MeterValuesSampledData", "Bogus.Measurand", "Rejected"),
     ],
 )

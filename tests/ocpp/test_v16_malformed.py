@@ -82,17 +82,9 @@ async def test_unknown_action_is_not_implemented(csms: CsmsEmulator, agent: Runn
 @pytest.mark.parametrize(
     ("action", "payload"),
     [
-        ("GetDiagnostics", {"location": "ftp://example.com/diag"}),
-        (
-            "ReserveNow",
-            {
-                "connectorId": 1,
-                "expiryDate": "2030-01-01T00:00:00Z",
-                "idTag": "R",
-                "reservationId": 1,
-            },
-        ),
-        ("CancelReservation", {"reservationId": 1}),
+        ("CertificateSigned", {"certificateChain": "-----BEGIN CERTIFICATE-----"}),
+        # a charger -> CSMS action sent the wrong way: known, not supported here
+        ("Heartbeat", {}),
     ],
 )
 async def test_known_but_unsupported_action_is_not_supported(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +12,9 @@ import pytest
 from ocpp.v16 import call
 
 from agent.clock import parse_iso, to_iso
-from hal.pilot import PilotMode
+from agent.evse.controller import PWM_UPDATE_INTERVAL_S
+from hal.pilot import PilotMode, PilotOutput
+from hal.sim.pilot import OutputChange, SimControlPilot
 from hil.csms import CsmsEmulator, ReceivedCall
 from tests.conftest import GUARD_S, RunningApp, StartApp, registered
 
@@ -19,7 +24,7 @@ LONG_AGO = "2024-01-01T00:00:00.000Z"
 
 def profile(
     profile_id: int,
-    periods: list[tuple[int, float]],
+    periods: list[tuple[int, float]] | list[tuple[int, float, int]],
     *,
     purpose: str = "TxDefaultProfile",
     stack_level: int = 0,
@@ -31,7 +36,10 @@ def profile(
     """A 1.6 csChargingProfiles object (camelCase, as on the wire)."""
     schedule: dict[str, Any] = {
         "chargingRateUnit": unit,
-        "chargingSchedulePeriod": [{"startPeriod": s, "limit": limit} for s, limit in periods],
+        "chargingSchedulePeriod": [
+            {"startPeriod": p[0], "limit": p[1]} | ({"numberPhases": p[2]} if len(p) > 2 else {})
+            for p in periods
+        ],
     }
     if start_schedule is not None and kind != "Relative":
         schedule["start_schedule"] = start_schedule
@@ -171,14 +179,27 @@ async def test_composite_schedule_per_reference(csms: CsmsEmulator, start_app: S
         {"start_period": boundary_s, "limit": 16.0, "number_phases": 3},  # capped by station max
     ]
 
-    station = await csms.call(CP, call.GetCompositeSchedule(connector_id=0, duration=600))
+    # connector 0: the total expected flow (1.6 §5.7): the sum of the connectors' own
+    # composites (one connector: 10 A, then 20 A), capped by the station max (16 A)
+    station = await csms.call(CP, call.GetCompositeSchedule(connector_id=0, duration=7200))
     assert station.status == "Accepted"
     assert station.charging_schedule["charging_schedule_period"] == [
-        {"start_period": 0, "limit": 16.0, "number_phases": 3}
+        {"start_period": 0, "limit": 10.0, "number_phases": 3},
+        {"start_period": boundary_s, "limit": 16.0, "number_phases": 3},
+    ]
+    # the same in W: P = I * 230 V * 3 phases (REFERENCE 3.3)
+    watts = await csms.call(
+        CP, call.GetCompositeSchedule(connector_id=1, duration=7200, charging_rate_unit="W")
+    )
+    assert watts.status == "Accepted"
+    assert watts.charging_schedule["charging_rate_unit"] == "W"
+    assert watts.charging_schedule["charging_schedule_period"] == [
+        {"start_period": 0, "limit": 6900.0, "number_phases": 3},
+        {"start_period": boundary_s, "limit": 11040.0, "number_phases": 3},
     ]
     for bad in (
         call.GetCompositeSchedule(connector_id=7, duration=600),
-        call.GetCompositeSchedule(connector_id=1, duration=600, charging_rate_unit="W"),
+        call.GetCompositeSchedule(connector_id=1, duration=0),
     ):
         assert (await csms.call(CP, bad)).status == "Rejected"
 
@@ -215,7 +236,6 @@ async def test_profiles_survive_a_restart(csms: CsmsEmulator, start_app: StartAp
         pytest.param(1, profile(1, [(10, 16)]), id="first-start-period-not-0"),
         pytest.param(1, profile(1, [(0, 16), (0, 8)]), id="periods-not-increasing"),
         pytest.param(1, profile(1, [(0, 16)], purpose="TxProfile"), id="tx-without-transaction"),
-        pytest.param(1, profile(1, [(0, 11040)], unit="W"), id="unsupported-unit"),
         pytest.param(
             1, profile(1, [(0, 16)], purpose="ChargePointMaxProfile"), id="station-max-on-1"
         ),
@@ -279,7 +299,7 @@ async def test_smart_charging_keys_are_read_only_and_reported(
     ]
     answer = await csms.call(CP, call.GetConfiguration(key=names))
     by_key = {item["key"]: item for item in answer.configuration_key}
-    assert by_key["ChargingScheduleAllowedChargingRateUnit"]["value"] == "Current"
+    assert by_key["ChargingScheduleAllowedChargingRateUnit"]["value"] == "Current,Power"
     assert all(by_key[n]["readonly"] for n in names)
     assert int(by_key["ChargeProfileMaxStackLevel"]["value"]) >= 1
     changed = await csms.call(CP, call.ChangeConfiguration(key=names[2], value="5"))
@@ -320,3 +340,151 @@ async def test_fractional_limits_are_accepted(
     assert await set_profile(csms, 1, profile(11, [(0, limit_a)], kind="Relative")) == "Accepted"
     await agent.app.wait_status(1, "Charging")
     assert pwm_duty(agent) == duty_pct
+
+
+# ------------------------------------------- the first PWM of a session obeys its profile
+
+
+def pwm_duties_since(agent: RunningApp, seen: int) -> list[float]:
+    history = list(agent.rig.pilot.output_history)[seen:]
+    return [c.output.duty_pct for c in history if c.output.mode is PilotMode.PWM]
+
+
+def statuses_since(csms: CsmsEmulator, connector_id: int, mark: int) -> list[str]:
+    return [
+        c.payload["status"]
+        for c in csms.received
+        if c.action == "StatusNotification"
+        and c.seq > mark
+        and c.payload["connectorId"] == connector_id
+    ]
+
+
+async def test_first_pwm_obeys_a_relative_tx_default(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    # A Relative schedule starts with the transaction: the limit of the new transaction
+    # must be in force before its PWM starts, not one step later.
+    agent = await start_app(csms)
+    await registered(csms)
+    body = profile(1, [(0, 10), (3600, 16)], kind="Relative")
+    assert await set_profile(csms, 0, body) == "Accepted"
+    seen = len(agent.rig.pilot.output_history)
+    mark = last_seq(csms)
+    await charging(csms, agent)
+    duties = pwm_duties_since(agent, seen)
+    assert duties and max(duties) == pytest.approx(16.6), duties  # 10 A, never 32 A
+    assert "SuspendedEVSE" not in statuses_since(csms, 1, mark)
+
+
+async def test_first_pwm_obeys_a_remote_start_tx_profile(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    agent = await start_app(csms)
+    await registered(csms)
+    agent.sim("plug")
+    await wait_status(csms, 1, "Preparing", after_seq=0)
+    seen = len(agent.rig.pilot.output_history)
+    mark = last_seq(csms)
+    tx_profile = profile(9, [(0, 10)], purpose="TxProfile", kind="Relative")
+    answer = await csms.call(
+        CP,
+        call.RemoteStartTransaction(connector_id=1, id_tag="REMOTE-3", charging_profile=tx_profile),
+    )
+    assert answer.status == "Accepted"
+    await wait_status(csms, 1, "Charging", after_seq=mark)
+    # the profile is in force for the transaction
+    composite = await csms.call(CP, call.GetCompositeSchedule(connector_id=1, duration=60))
+    assert composite.charging_schedule["charging_schedule_period"] == [
+        {"start_period": 0, "limit": 10.0, "number_phases": 3}
+    ]
+    duties = pwm_duties_since(agent, seen)
+    assert duties and max(duties) == pytest.approx(16.6), duties  # 10 A, never 32 A
+    assert "SuspendedEVSE" not in statuses_since(csms, 1, mark)
+
+
+async def test_a_remote_start_with_an_unusable_profile_is_rejected(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    agent = await start_app(csms)
+    await registered(csms)
+    agent.sim("plug")
+    bad = profile(9, [(0, 10)], purpose="TxProfile", kind="Relative", stack_level=99)
+    answer = await csms.call(
+        CP, call.RemoteStartTransaction(connector_id=1, id_tag="REMOTE-4", charging_profile=bad)
+    )
+    assert answer.status == "Rejected"
+    # nothing expected: a later plain start is not limited
+    await charging(csms, agent, "SC-C")
+    assert pwm_duty(agent) == pytest.approx(53.3)
+
+
+# ------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    ("periods", "duty_pct"),
+    [
+        pytest.param([(0, 6900.0)], 16.6, id="3-phase-default"),  # 6900 / (230 * 3) = 10 A
+        pytest.param([(0, 2300.0, 1)], 16.6, id="1-phase"),  # 2300 / 230 = 10 A
+        pytest.param([(0, 11040.0, 3)], 26.6, id="reference-3.5"),  # 16 A
+    ],
+)
+async def test_power_profiles_limit_the_current(
+    csms: CsmsEmulator,
+    start_app: StartApp,
+    periods: list[tuple[int, float]] | list[tuple[int, float, int]],
+    duty_pct: float,
+) -> None:
+    agent = await start_app(csms)
+    await registered(csms)
+    assert await set_profile(csms, 0, profile(1, periods, unit="W")) == "Accepted"
+    await charging(csms, agent)
+    assert pwm_duty(agent) == pytest.approx(duty_pct)
+
+
+# ----------------------------------------------------------------- PWM update rate
+
+
+class DutyWatch:
+    """Wakes a test whenever the agent sets the simulated CP output (no polling)."""
+
+    def __init__(self, pilot: SimControlPilot) -> None:
+        self._pilot = pilot
+        self._changed = asyncio.Event()
+        original = pilot.set_output
+
+        def spy(output: PilotOutput) -> None:
+            original(output)
+            self._changed.set()
+
+        pilot.set_output = spy  # type: ignore[method-assign]
+
+    async def wait(self, predicate: Callable[[PilotOutput], bool]) -> OutputChange:
+        async with asyncio.timeout(GUARD_S):
+            while not predicate(self._pilot.output):
+                self._changed.clear()
+                await self._changed.wait()
+        return self._pilot.output_history[-1]
+
+
+async def test_duty_increases_wait_for_the_pwm_update_interval(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    # REFERENCE 1.4: the duty changes at most once per 5 s; lower limits apply at once.
+    agent = await start_app(csms)
+    await registered(csms)
+    tx_id = await charging(csms, agent)
+    watch = DutyWatch(agent.rig.pilot)
+    asked = time.monotonic()
+    body = profile(5, [(0, 10)], purpose="TxProfile", transaction_id=tx_id)
+    assert await set_profile(csms, 1, body) == "Accepted"
+    lowered = await watch.wait(lambda o: o == PilotOutput.pwm(16.6))
+    assert lowered.monotonic_s - asked < 1.0  # a decrease is not held back
+    cleared = await csms.call(CP, call.ClearChargingProfile(id=5))
+    assert cleared.status == "Accepted"
+    raised = await watch.wait(lambda o: o == PilotOutput.pwm(53.3))
+    spacing_s = raised.monotonic_s - lowered.monotonic_s
+    assert PWM_UPDATE_INTERVAL_S - 0.05 <= spacing_s < PWM_UPDATE_INTERVAL_S + 1.0
+    history = [c.output for c in agent.rig.pilot.output_history if c.monotonic_s >= asked]
+    assert history == [PilotOutput.pwm(16.6), PilotOutput.pwm(53.3)]  # nothing in between

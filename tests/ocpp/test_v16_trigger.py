@@ -100,5 +100,5 @@ async def test_supported_feature_profiles_lists_remote_trigger(
     await registered(csms)
     answer = await csms.call(CP, call.GetConfiguration(key=["SupportedFeatureProfiles"]))
     assert answer.configuration_key[0]["value"] == (
-        "Core,LocalAuthListManagement,RemoteTrigger,SmartCharging"
+        "Core,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging"
     )

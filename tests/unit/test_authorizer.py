@@ -104,7 +104,9 @@ async def test_list_entry_beats_the_cache(store: Store) -> None:
 async def test_list_entry_beats_the_csms_without_a_round_trip(
     store: Store, status: AuthorizationStatus
 ) -> None:
-    rig = make_rig(store)
+    # online, LocalPreAuthorize: the list decides (1.6 9.1); without it the CSMS
+    # is asked (tests/unit/test_authorizer_local_list.py)
+    rig = make_rig(store, local_pre_authorize=True)
     rig.csms.verdicts = {"TAG": BLOCKED if status is ACCEPTED else ACCEPTED}
     await install(rig, ("TAG", status, None))
 
@@ -168,7 +170,7 @@ async def test_offline_an_unlisted_unknown_tag_is_refused(store: Store) -> None:
 
 
 async def test_a_disabled_list_is_ignored_and_its_tags_are_cached(store: Store) -> None:
-    rig = make_rig(store)
+    rig = make_rig(store, local_pre_authorize=True)
     rig.csms.verdicts = {"TAG": BLOCKED}
     await install(rig, ("TAG", ACCEPTED, None))
     rig.enabled[0] = False
@@ -201,3 +203,98 @@ async def test_expiry_follows_the_station_clock(store: Store) -> None:
     assert await rig.authorizer.authorize("TAG") is ACCEPTED
     rig.clock.moment = NOW + timedelta(hours=1)
     assert await rig.authorizer.authorize("TAG") is EXPIRED
+
+
+# ------------------------------------------------ local-list strictness (1.6 3.5, 9.1)
+
+
+@dataclass
+class SilentCsms(FakeCsms):
+    """Online, but every Authorize goes unanswered (timeout, link dropped)."""
+
+    async def authorize_online(self, id_tag: str) -> IdTagInfo | None:
+        self.asked.append(id_tag)
+        return None
+
+
+@pytest.mark.parametrize("status", [ACCEPTED, BLOCKED])
+async def test_online_without_pre_authorize_the_csms_decides_a_listed_tag(
+    store: Store, status: AuthorizationStatus
+) -> None:
+    rig = make_rig(store)  # LocalPreAuthorize false (default)
+    other = BLOCKED if status is ACCEPTED else ACCEPTED
+    rig.csms.verdicts = {"TAG": other}
+    await install(rig, ("TAG", status, None))
+
+    assert await rig.authorizer.authorize("tag") is other
+    assert rig.csms.asked == ["tag"]
+    assert await rig.cache.size() == 0, "list identifiers never enter the cache"
+
+
+async def test_unanswered_authorize_of_a_listed_tag_falls_back_to_the_entry(
+    store: Store,
+) -> None:
+    rig = make_rig(store, allow_offline_tx_for_unknown_id=True)
+    rig.authorizer.attach(SilentCsms())
+    await rig.cache.put("TAG", ACCEPTED, None, None, NOW)  # stale: must not decide
+    await install(rig, ("TAG", BLOCKED, None), ("OK", ACCEPTED, None))
+
+    assert await rig.authorizer.authorize("TAG") is BLOCKED
+    assert await rig.authorizer.authorize("OK") is ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param((ACCEPTED, None), ACCEPTED, id="accepted"),
+        pytest.param((BLOCKED, None), BLOCKED, id="blocked"),
+        pytest.param((ACCEPTED, NOW), EXPIRED, id="expired-by-date"),
+    ],
+)
+async def test_offline_the_entry_decides_never_the_cache(
+    store: Store, entry: tuple[AuthorizationStatus, datetime | None], expected: AuthorizationStatus
+) -> None:
+    rig = make_rig(store, allow_offline_tx_for_unknown_id=True)
+    rig.csms.online = False
+    cached = BLOCKED if entry[0] is ACCEPTED and entry[1] is None else ACCEPTED
+    await rig.cache.put("TAG", cached, None, None, NOW)
+    await install(rig, ("TAG", *entry))
+
+    assert await rig.authorizer.authorize("TAG") is expected
+
+
+async def test_offline_local_authorize_offline_false_refuses_even_listed_tags(
+    store: Store,
+) -> None:
+    rig = make_rig(store, local_authorize_offline=False, allow_offline_tx_for_unknown_id=True)
+    rig.csms.online = False
+    await install(rig, ("TAG", ACCEPTED, None), ("BAD", BLOCKED, None))
+
+    assert await rig.authorizer.authorize("TAG") is INVALID  # listed: not "unknown"
+    assert await rig.authorizer.authorize("BAD") is BLOCKED
+    assert await rig.authorizer.authorize("STRANGER") is ACCEPTED  # unknown: allowed
+
+
+async def test_verdicts_carry_the_parent_from_list_cache_and_csms(store: Store) -> None:
+    rig = make_rig(store, local_pre_authorize=True)
+    batch = [ListEntry("LISTED", IdTagInfo(ACCEPTED, None, "FLEET-L"))]
+    assert await rig.local_list.update(1, UpdateType.FULL, batch) is UpdateStatus.ACCEPTED
+    await rig.cache.put("CACHED", ACCEPTED, None, "FLEET-C", NOW)
+
+    assert (await rig.authorizer.authorize_info("LISTED")).parent_id_tag == "FLEET-L"
+    assert (await rig.authorizer.authorize_info("CACHED")).parent_id_tag == "FLEET-C"
+    rig.authorizer.attach(FleetCsms())
+    assert (await rig.authorizer.authorize_info("NEW")).parent_id_tag == "FLEET-N"
+    assert (await rig.authorizer.authorize_info("LISTED")).parent_id_tag == "FLEET-L"
+    rig.csms.online = False
+    rig.authorizer.attach(rig.csms)
+    assert (await rig.authorizer.authorize_info("NEW")).parent_id_tag == "FLEET-N"  # cached
+
+
+@dataclass
+class FleetCsms(FakeCsms):
+    """Accepts every tag as a member of FLEET-N."""
+
+    async def authorize_online(self, id_tag: str) -> IdTagInfo | None:
+        self.asked.append(id_tag)
+        return IdTagInfo(ACCEPTED, None, "FLEET-N")

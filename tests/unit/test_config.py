@@ -26,6 +26,7 @@ from agent.config import (
     ConfigError,
     CsmsConfig,
     EvseConfig,
+    FirmwareConfig,
     SimConfig,
     StationConfig,
     load_config,
@@ -33,7 +34,17 @@ from agent.config import (
     sim_defaults,
 )
 from agent.settings import Settings, SettingValue
-from hal.registry import GpioContactorOptions, ModbusTcpMeterOptions, default_registry
+from hal.registry import (
+    ChademoCanPilotOptions,
+    GpioConnectorLockOptions,
+    GpioContactorOptions,
+    GpioControlPilotOptions,
+    GpioStatusIndicatorOptions,
+    ModbusRtuMeterOptions,
+    ModbusTcpMeterOptions,
+    RapiMeterOptions,
+    default_registry,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "agent.toml.example"
 
@@ -312,9 +323,9 @@ REFUSALS = [
         id="unknown-meter-backend",
     ),
     pytest.param(
-        put("evse", 0, "pilot", value={"backend": "gpio"}),
+        put("evse", 0, "pilot", value={"backend": "pwm-hat"}),
         "evse[0].pilot.backend",
-        "unknown pilot backend 'gpio'",
+        "unknown pilot backend 'pwm-hat'",
         id="unknown-pilot-backend",
     ),
     # [ocpp] start-up values
@@ -343,9 +354,9 @@ REFUSALS = [
         id="ocpp-str-for-bool",
     ),
     pytest.param(
-        put("ocpp", value={"meter_values_sampled_data": ["SoC"]}),
+        put("ocpp", value={"meter_values_sampled_data": ["Temperature"]}),
         "ocpp.meter_values_sampled_data",
-        "SoC",
+        "Temperature",
         id="ocpp-unsupported-measurand",
     ),
     pytest.param(
@@ -509,15 +520,22 @@ def _documented_keys() -> list[str]:
         EvseConfig,
         ModbusTcpMeterOptions,
         GpioContactorOptions,
+        GpioControlPilotOptions,
+        GpioConnectorLockOptions,
+        GpioStatusIndicatorOptions,
+        ModbusRtuMeterOptions,
+        RapiMeterOptions,
+        ChademoCanPilotOptions,
+        FirmwareConfig,
     ]
-    return sorted({f.name for t in tables for f in dataclasses.fields(t)} | {"log_level"})
+    return sorted({f.name for t in tables for f in dataclasses.fields(t)} | {"log_level", "board"})
 
 
 @pytest.mark.parametrize("name", _documented_keys())
 def test_shipped_example_shows_every_key(name: str) -> None:
     # Every key appears, set or commented out with its default, so the file documents it.
     text = EXAMPLE.read_text(encoding="utf-8")
-    if name in ("meter", "contactor", "pilot", "token_reader"):
+    if name in ("meter", "contactor", "pilot", "token_reader", "lock", "indicator"):
         assert f"[evse.{name}]" in text
     else:
         assert re.search(rf"^#? ?{name} = ", text, re.MULTILINE), name

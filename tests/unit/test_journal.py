@@ -459,6 +459,7 @@ sampled_values = st.builds(
     value=finite_floats,
     unit=st.text(max_size=5),
     phase=st.none() | st.text(max_size=5),
+    location=st.none() | st.text(max_size=6),
 )
 meter_samples = st.builds(
     MeterSample,
@@ -474,6 +475,16 @@ def test_sample_json_round_trip(original: MeterSample) -> None:
     decoded = sample_from_json(json.loads(text))
     assert decoded == original
     assert all(type(v.value) is float for v in decoded.values)
+
+
+def test_sample_rows_written_before_locations_existed_still_decode() -> None:
+    old_row = {
+        "timestamp": T0,
+        "context": "Sample.Periodic",
+        "values": [{"measurand": "Voltage", "value": 230.0, "unit": "V", "phase": "L1-N"}],
+    }
+    (value,) = sample_from_json(old_row).values
+    assert value == SampledValue("Voltage", 230.0, "V", "L1-N", location=None)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
 from agent.settings import (
     DEFINITIONS,
+    MEASURAND_CHOICES,
     SUPPORTED_MEASURANDS,
     SettingDef,
     SettingError,
@@ -92,7 +93,7 @@ JUNK = [
     pytest.param(HB, True, id="bool-for-int"),
     pytest.param(HB, 1.5, id="float-for-int"),
     pytest.param(HB, None, id="null"),
-    pytest.param(SAMPLED, ["SoC"], id="unsupported-measurand"),
+    pytest.param(SAMPLED, ["Temperature"], id="unsupported-measurand"),
     pytest.param(SAMPLED, "Voltage", id="str-for-list"),
     pytest.param("local_pre_authorize", "false", id="str-for-bool"),
     pytest.param("local_pre_authorize", 0, id="int-for-bool"),
@@ -127,7 +128,11 @@ def test_persisted_junk_falls_back_to_config_value(name: str, junk: Any) -> None
         pytest.param({"HeartbeatInterval": 60}, "unknown setting", id="unknown"),
         pytest.param({HB: 0}, ">= 1", id="below-min"),
         pytest.param({HB: "60"}, "integer", id="wrong-type"),
-        pytest.param({SAMPLED: ["Energy.Active.Import.Register", "SoC"]}, "SoC", id="bad-member"),
+        pytest.param(
+            {SAMPLED: ["Energy.Active.Import.Register", "Temperature"]},
+            "Temperature",
+            id="bad-member",
+        ),
     ],
 )
 def test_bad_config_values_raise(config: dict[str, Any], fragment: str) -> None:
@@ -193,7 +198,7 @@ async def test_failed_persist_changes_nothing() -> None:
         pytest.param(HB, True, SettingError, id="bool-for-int"),
         pytest.param("local_pre_authorize", 1, SettingError, id="int-for-bool"),
         pytest.param(SAMPLED, "Voltage", SettingError, id="str-for-list"),
-        pytest.param(SAMPLED, ["SoC"], SettingError, id="unsupported-measurand"),
+        pytest.param(SAMPLED, ["Temperature"], SettingError, id="unsupported-measurand"),
         pytest.param("authorization_key", 123, SettingError, id="int-for-str"),
     ],
 )
@@ -240,11 +245,13 @@ def test_coerce_canonical_forms(name: str, raw: object, canonical: SettingValue)
     assert definition(name).coerce(raw) == canonical
 
 
-def test_every_list_setting_allows_only_supported_measurands() -> None:
+def test_every_list_setting_allows_only_supported_members() -> None:
     for d in DEFINITIONS:
         if isinstance(d.default, tuple):
-            assert d.allowed == SUPPORTED_MEASURANDS
-            assert set(d.default) <= set(SUPPORTED_MEASURANDS)
+            assert d.allowed is not None, d.name
+            assert set(d.default) <= set(d.allowed), d.name
+            if d.allowed == MEASURAND_CHOICES:  # measurand lists default to plain measurands
+                assert set(d.default) <= set(SUPPORTED_MEASURANDS), d.name
         assert d.coerce(d.default) == d.default, d.name  # every default is valid
 
 
@@ -253,7 +260,7 @@ def test_secrets_are_marked() -> None:
     assert [d.name for d in DEFINITIONS if d.secret] == ["authorization_key"]
 
 
-INT_SETTINGS = [d for d in DEFINITIONS if type(d.default) is int]
+INT_SETTINGS = [d for d in DEFINITIONS if type(d.default) is int and d.mutable]
 
 
 @given(d=st.sampled_from(INT_SETTINGS), value=st.integers(min_value=-(2**40), max_value=2**40))

@@ -27,6 +27,7 @@ from agent.smart_charging import (
     composite_schedule,
     limit_at,
 )
+from agent.smart_charging.sharing import share_station_limit
 
 A, W = RateUnit.A, RateUnit.W
 CPMAX, TXDEF, TX = Purpose.CHARGE_POINT_MAX, Purpose.TX_DEFAULT, Purpose.TX
@@ -151,6 +152,57 @@ def test_worked_example_limit_for_the_pwm(at: str, expected_a: float) -> None:
         transaction_id="42",
     )
     assert limit == Limit(expected_a, A, 3)
+
+
+def _own_a(evse_id: int, at: datetime, tx_start: datetime, transaction_id: str | None) -> float:
+    """The EVSE's own limit (station max left out), capped by the 32 A hardware."""
+    limit = limit_at(
+        EXAMPLE,
+        evse_id=evse_id,
+        at=at,
+        tx_start=tx_start,
+        nominal_voltage_v=230,
+        transaction_id=transaction_id,
+        include_station_max=False,
+    )
+    return min(32.0, math.inf if limit is None else limit.limit)
+
+
+def _station_a(at: datetime) -> float:
+    limit = limit_at(EXAMPLE, evse_id=0, at=at, tx_start=None, nominal_voltage_v=230)
+    assert limit is not None
+    return limit.limit
+
+
+@pytest.mark.parametrize(("at", "expected_a"), [("07:30:00", 16.0), ("08:30:00", 8.0)])
+def test_worked_example_through_the_shared_station_limit(at: str, expected_a: float) -> None:
+    # Step 5 the way the service computes the PWM limit: the EVSE's own limit (P4: 25 A,
+    # then 8 A), then its share of the station limit (P1: 16 A). One connector: the same
+    # numbers as the plain composite.
+    t = utc(f"2024-06-03T{at}")
+    own = {1: _own_a(1, t, TX_START, "42")}
+    assert share_station_limit(_station_a(t), own, [1]) == {1: expected_a}
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        # 07:30: connector 1 wants 25 A (P4), connector 2 10 A (P2): 16 A / 2 = 8 A each
+        ("07:30:00", {1: 8.0, 2: 8.0}),
+        # 08:30: connector 1 wants 8 A (P4), connector 2 20 A (P3): 8 A each again
+        ("08:30:00", {1: 8.0, 2: 8.0}),
+        # 22:00: connector 1 still 8 A, connector 2 32 A (P2): the 8 A left go to 2
+        ("22:00:00", {1: 8.0, 2: 8.0}),
+    ],
+)
+def test_worked_example_with_a_second_connector(at: str, expected: dict[int, float]) -> None:
+    # REFERENCE 3.5 extended: a second connector charges (TxDefault only) from 07:30 too.
+    # P1 bounds the sum of both: 16 A.
+    t = utc(f"2024-06-03T{at}")
+    own = {1: _own_a(1, t, TX_START, "42"), 2: _own_a(2, t, TX_START, None)}
+    shares = share_station_limit(_station_a(t), own, [1, 2])
+    assert shares == expected
+    assert sum(shares.values()) <= 16.0
 
 
 def test_worked_example_clear_charging_profile() -> None:

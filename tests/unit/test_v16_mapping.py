@@ -203,6 +203,28 @@ async def test_hz_unit_would_be_refused_by_the_schema() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(
+            SampledValue("SoC", 81.3, "Percent", location="EV"),
+            {"value": "81.3", "measurand": "SoC", "unit": "Percent", "location": "EV"},
+            id="soc-from-the-ev",
+        ),
+        pytest.param(
+            SampledValue("Power.Offered", 11040.0, "W"),
+            {"value": "11040", "measurand": "Power.Offered", "unit": "W", "location": "Outlet"},
+            id="power-offered",
+        ),
+    ],
+)
+async def test_sampled_value_location(value: SampledValue, expected: dict[str, Any]) -> None:
+    out = sampled_value(value, "Sample.Clock")
+    assert out == {**expected, "context": "Sample.Clock"}
+    sample = {"timestamp": TS, "sampled_value": [out]}
+    await assert_valid_16("MeterValues", {"connector_id": 1, "meter_value": [sample]})
+
+
+@pytest.mark.parametrize(
     ("number", "text"),
     [
         pytest.param(1234567.5, "1234567.5", id="seven-digit-energy"),

@@ -1,5 +1,5 @@
 """OCPP 1.6J adapter: projects the station core onto OCPP 1.6 (Core, RemoteTrigger,
-SmartCharging).
+SmartCharging, LocalAuthListManagement, Reservation).
 
 One ``V16Adapter`` lives as long as the agent; each WebSocket connection gets a
 fresh ``_Session`` (an ``ocpp.v16.ChargePoint`` plus the tasks that send our
@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -39,13 +40,25 @@ from websockets.exceptions import ConnectionClosed
 from agent.authorization.authorizer import Authorizer, IdTagInfo
 from agent.authorization.local_list import ListEntry, LocalAuthList, UpdateStatus, UpdateType
 from agent.clock import Clock, parse_iso, to_iso
-from agent.events import AuthorizationStatus, EvseStatusChanged, ReadingContext, StopReason
+from agent.events import (
+    AuthorizationStatus,
+    EvseStatusChanged,
+    MeterSample,
+    ReadingContext,
+    StopReason,
+)
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
 from agent.ocpp.v16 import charging, keys, mapping
+from agent.ocpp.v16 import firmware as fw16
+from agent.reservations.book import Reservation, ReserveStatus
 from agent.settings import Settings
 from agent.smart_charging import ChargingProfile, Purpose
 from agent.station import ResetKind, Station
 from agent.transactions.journal import QueuedTxMessage, TransactionJournal
+from firmware_update.diagnostics import DiagnosticsService, UploadRequest
+from firmware_update.journal import UpdateRequest
+from firmware_update.manager import FirmwareManager
+from firmware_update.status import LogKind, UploadStatus
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,8 @@ TRIGGERABLE = frozenset(
     }
 )
 DATA_TRANSFER_VENDOR = "org.evse-agent"
+SAMPLES_KEPT = 32
+"""Non-transaction MeterValues kept while offline (oldest dropped first)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -127,6 +142,9 @@ class V16Adapter:
         boot_retry_s: float = 30.0,
         trace: Trace | None = None,
         local_list: LocalAuthList | None = None,
+        firmware: FirmwareManager | None = None,
+        diagnostics: DiagnosticsService | None = None,
+        accept_unsigned_updates: bool = False,
     ) -> None:
         self.station = station
         self.settings = settings
@@ -138,13 +156,21 @@ class V16Adapter:
         self.boot_retry_s = boot_retry_s
         self.trace = trace
         self.local_list = local_list
+        # FirmwareManagement + whitepaper secure update / logging (agent/ocpp/v16/firmware.py)
+        self.firmware = firmware
+        self.diagnostics = diagnostics
+        self.accept_unsigned_updates = accept_unsigned_updates
         self.outbox = OutboxDelivery(journal, settings)
         self._pending_status: dict[int, EvseStatusChanged] = {}
         self._status_event = asyncio.Event()
+        # meter samples outside transactions (clock-aligned), sent best effort
+        self._pending_samples: deque[tuple[int, MeterSample]] = deque(maxlen=SAMPLES_KEPT)
+        self._samples_event = asyncio.Event()
         self._session: _Session | None = None
         self.registered = asyncio.Event()  # set on every Accepted boot (tests, bench)
         station.subscribe_status(self._on_status)
         station.subscribe_tx_messages(self.outbox.wake)
+        station.subscribe_samples(self._on_sample)
         authorizer.attach(self)
 
     # --------------------------------------------------- core -> adapter
@@ -152,6 +178,10 @@ class V16Adapter:
     def _on_status(self, event: EvseStatusChanged) -> None:
         self._pending_status[event.evse_id] = event
         self._status_event.set()
+
+    def _on_sample(self, connector_id: int, sample: MeterSample) -> None:
+        self._pending_samples.append((connector_id, sample))
+        self._samples_event.set()
 
     # ----------------------------------------------------- OnlineAuthorizer
 
@@ -260,10 +290,14 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
 
     @on(Action.reset)
     def on_reset(self, type: str) -> Any:
-        return call_result.Reset(status="Accepted")
+        # a firmware install being applied is never interrupted half-way
+        blocked = self.session.adapter.station.reset_blocked()
+        return call_result.Reset(status="Rejected" if blocked else "Accepted")
 
     @after(Action.reset)
     async def after_reset(self, type: str) -> None:
+        if self.session.adapter.station.reset_blocked():
+            return
         kind = ResetKind.HARD if type == "Hard" else ResetKind.SOFT
         await self.session.adapter.station.reset(kind)
 
@@ -323,6 +357,114 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         )
         return call_result.SendLocalList(status=status)
 
+    @on(Action.reserve_now)
+    async def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+    ) -> Any:
+        status = await self.session.reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        return call_result.ReserveNow(status=status)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int) -> Any:
+        ok = await self.session.adapter.station.cancel_reservation(reservation_id)
+        return call_result.CancelReservation(status="Accepted" if ok else "Rejected")
+
+    @on(Action.update_firmware)
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        adapter = self.session.adapter
+        self.session.firmware_request = fw16.update_firmware(
+            adapter.firmware,
+            adapter.accept_unsigned_updates,
+            location,
+            retrieve_date,
+            retries,
+            retry_interval,
+        )
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)
+    async def after_update_firmware(self, **_: Any) -> None:
+        await self.session.start_firmware_request()
+
+    @on(Action.signed_update_firmware)
+    def on_signed_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        status, self.session.firmware_request = fw16.signed_update_firmware(
+            self.session.adapter.firmware, request_id, firmware, retries, retry_interval
+        )
+        return call_result.SignedUpdateFirmware(status=status)
+
+    @after(Action.signed_update_firmware)
+    async def after_signed_update_firmware(self, **_: Any) -> None:
+        # after the answer: no status of the new update may overtake it
+        await self.session.start_firmware_request()
+
+    @on(Action.get_diagnostics)
+    async def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> Any:
+        return await self.session.start_upload(
+            LogKind.DIAGNOSTICS, location, 0, retries, retry_interval, start_time, stop_time
+        )
+
+    @on(Action.get_log)
+    async def on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> Any:
+        return await self.session.start_upload(
+            LogKind(log_type),
+            str(log.get("remote_location", "")),
+            request_id,
+            retries,
+            retry_interval,
+            log.get("oldest_timestamp"),
+            log.get("latest_timestamp"),
+        )
+
+    @on(Action.extended_trigger_message)
+    def on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> Any:
+        ok = self.session.can_extended_trigger(requested_message, connector_id)
+        return call_result.ExtendedTriggerMessage(status="Accepted" if ok else "Rejected")
+
+    @after(Action.extended_trigger_message)
+    def after_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> None:
+        if self.session.can_extended_trigger(requested_message, connector_id):
+            self.session.spawn(
+                self.session.send_extended_triggered(requested_message, connector_id)
+            )
+
     @on(Action.data_transfer)
     def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
@@ -375,6 +517,8 @@ class _Session:
         self._heartbeat_changed = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._unsubscribe = adapter.settings.subscribe(self._on_setting)
+        # an update request answered but not yet handed to the firmware manager
+        self.firmware_request: UpdateRequest | None = None
 
     def _on_setting(self, name: str, value: object) -> None:
         if name == "heartbeat_interval_s":
@@ -484,6 +628,11 @@ class _Session:
             group.create_task(self._heartbeat_loop(), name="ocpp-heartbeat")
             group.create_task(self._status_loop(), name="ocpp-status")
             group.create_task(self._outbox_loop(), name="ocpp-outbox")
+            if self.adapter.firmware is not None:
+                group.create_task(
+                    fw16.deliver_reports(self.adapter.firmware, self._call), name="ocpp-firmware"
+                )
+            group.create_task(self._samples_loop(), name="ocpp-samples")
 
     async def _boot(self) -> None:
         while True:
@@ -567,10 +716,94 @@ class _Session:
                 for evse_id in sorted(station.controllers):
                     if connector_id in (None, evse_id):
                         await self._send_triggered_meter_values(evse_id)
-            case "DiagnosticsStatusNotification":  # no upload runs: Idle (1.6 4.4)
-                await self._call(call.DiagnosticsStatusNotification(status="Idle"))
-            case "FirmwareStatusNotification":  # no update runs: Idle (1.6 4.5)
-                await self._call(call.FirmwareStatusNotification(status="Idle"))
+            case "DiagnosticsStatusNotification":  # Idle when no upload runs (1.6 4.4)
+                upload = UploadStatus.IDLE
+                if self.adapter.diagnostics is not None:
+                    upload, _ = self.adapter.diagnostics.status_now()
+                diagnostics = fw16.DIAGNOSTICS_STATUS[upload]
+                await self._call(call.DiagnosticsStatusNotification(status=diagnostics))
+            case "FirmwareStatusNotification":  # Idle when no update runs (1.6 4.5)
+                firmware = self.adapter.firmware
+                plain = fw16.trigger_status(firmware.status_now()) if firmware else "Idle"
+                await self._call(call.FirmwareStatusNotification(status=plain))
+
+    # ------------------------------------------- firmware and diagnostics
+
+    async def start_firmware_request(self) -> None:
+        """Hand the update request just answered to the manager."""
+        request, self.firmware_request = self.firmware_request, None
+        if request is not None and self.adapter.firmware is not None:
+            await self.adapter.firmware.request(request)
+
+    def can_extended_trigger(self, message: str, connector_id: int | None) -> bool:
+        """ExtendedTriggerMessage (whitepaper 5.x): the 1.6 triggers plus the signed
+        firmware status and LogStatusNotification; certificates are not supported."""
+        if message in ("FirmwareStatusNotification", "LogStatusNotification"):
+            return not self.rejected
+        return self.can_trigger(message, connector_id)
+
+    async def send_extended_triggered(self, message: str, connector_id: int | None) -> None:
+        """Send what ExtendedTriggerMessage asked for (after its answer went out)."""
+        adapter = self.adapter
+        match message:
+            case "FirmwareStatusNotification":
+                firmware = adapter.firmware
+                status = firmware.status_now().value if firmware else "Idle"
+                request_id = firmware.request_id if firmware else None
+                # whitepaper: requestId only while an update runs
+                await self._call(
+                    call.SignedFirmwareStatusNotification(
+                        status=status, request_id=request_id if status != "Idle" else None
+                    )
+                )
+            case "LogStatusNotification":
+                upload, log_request = UploadStatus.IDLE, None
+                if adapter.diagnostics is not None:
+                    upload, log_request = adapter.diagnostics.status_now()
+                await self._call(
+                    call.LogStatusNotification(
+                        status=fw16.LOG_STATUS[upload], request_id=log_request
+                    )
+                )
+            case _:
+                await self.send_triggered(message, connector_id)
+
+    async def start_upload(
+        self,
+        kind: LogKind,
+        location: str,
+        request_id: int,
+        retries: int | None,
+        retry_interval_s: int | None,
+        oldest: str | None,
+        latest: str | None,
+    ) -> Any:
+        """GetDiagnostics (1.6 5.8: fileName) and GetLog (whitepaper: status + filename)."""
+        service = self.adapter.diagnostics
+        name: str | None = None
+        cancelled = False
+        if service is not None:
+            try:
+                request = UploadRequest(
+                    kind=kind,
+                    location=location,
+                    request_id=request_id,
+                    retries=1 if retries is None else max(0, retries),
+                    retry_interval_s=float(30 if retry_interval_s is None else retry_interval_s),
+                    oldest=parse_iso(oldest) if oldest else None,
+                    latest=parse_iso(latest) if latest else None,
+                )
+            except ValueError as e:
+                log.warning("%s refused: %s", kind, e)
+            else:
+                name, cancelled = await service.request(request)
+        if kind is LogKind.DIAGNOSTICS:
+            return call_result.GetDiagnostics(file_name=name)
+        if name is None:
+            return call_result.GetLog(status="Rejected")
+        return call_result.GetLog(
+            status="AcceptedCanceled" if cancelled else "Accepted", filename=name
+        )
 
     async def _send_triggered_meter_values(self, evse_id: int) -> None:
         ctl = self.adapter.station.controllers[evse_id]
@@ -606,6 +839,28 @@ class _Session:
 
     async def _outbox_loop(self) -> None:
         await self.adapter.outbox.run(self._send_tx_message)
+
+    async def _samples_loop(self) -> None:
+        """MeterValues without a transaction (clock-aligned data of idle connectors and
+        connector 0). Not transaction-related (1.6 3.7): not journalled; the last
+        ``SAMPLES_KEPT`` wait in memory for a connection, older ones are dropped."""
+        pending = self.adapter._pending_samples
+        while True:
+            await self.adapter._samples_event.wait()
+            self.adapter._samples_event.clear()
+            while pending:
+                item = pending[0]
+                connector_id, sample = item
+                try:
+                    await self._call(
+                        call.MeterValues(
+                            connector_id=connector_id, meter_value=[mapping.meter_value(sample)]
+                        )
+                    )
+                except OCPPError as e:
+                    log.warning("MeterValues of connector %d refused: %s", connector_id, e)
+                if pending and pending[0] is item:
+                    pending.popleft()
 
     # ----------------------------------------------------- transactions
 
@@ -704,14 +959,22 @@ class _Session:
             tx_profile = self._remote_start_profile(connector_id, profile)
             if tx_profile is None:
                 return result(status="Rejected")
+        service = station.smart_charging
+        # Before the start reaches the EVSE, so its first PWM already obeys the profile.
+        if (
+            tx_profile is not None
+            and service is not None
+            and not service.expect_tx_profile(tx_profile.evse_id, id_tag, tx_profile)
+        ):
+            return result(status="Rejected")
         ok = station.remote_start(
             connector_id,
             id_tag,
             authorize=self.adapter.settings.get_bool("authorize_remote_tx_requests"),
             remote_start_id=None,
         )
-        if ok and tx_profile is not None and station.smart_charging is not None:
-            station.smart_charging.expect_tx_profile(tx_profile.evse_id, id_tag, tx_profile)
+        if not ok and tx_profile is not None and service is not None:
+            service.forget_tx_profile(tx_profile.evse_id)
         return result(status="Accepted" if ok else "Rejected")
 
     def _remote_start_profile(self, connector_id: int | None, raw: Any) -> ChargingProfile | None:
@@ -728,6 +991,28 @@ class _Session:
             log.warning("RemoteStartTransaction chargingProfile unusable: %s", e)
             return None
         return profile if profile.purpose is Purpose.TX else None
+
+    # ------------------------------------------------------ reservations
+
+    async def reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None,
+    ) -> str:
+        """ReserveNow (1.6 5.13): the ReservationStatus; Rejected while not registered
+        or for an unreadable expiryDate."""
+        if not self.accepted:
+            return ReserveStatus.REJECTED.value
+        try:
+            expiry = parse_iso(expiry_date)
+        except ValueError:
+            log.warning("ReserveNow %d: bad expiryDate %r", reservation_id, expiry_date)
+            return ReserveStatus.REJECTED.value
+        request = Reservation(reservation_id, connector_id, id_tag, expiry, parent_id_tag)
+        return (await self.adapter.station.reserve_now(request)).value
 
     # ------------------------------------------------------ local list
 

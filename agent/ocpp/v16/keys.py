@@ -26,7 +26,13 @@ from agent.smart_charging.service import (
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
-FEATURE_PROFILES = ("Core", "LocalAuthListManagement", "RemoteTrigger", "SmartCharging")
+FEATURE_PROFILES = (
+    "Core",
+    "LocalAuthListManagement",
+    "Reservation",
+    "RemoteTrigger",
+    "SmartCharging",
+)
 
 
 _UNIT_NAMES = {RateUnit.A: "Current", RateUnit.W: "Power"}
@@ -81,6 +87,7 @@ KEYS: tuple[Key, ...] = (
     Key("LocalAuthListEnabled", "local_auth_list_enabled"),
     Key("LocalAuthListMaxLength", computed=lambda _: str(LOCAL_LIST_MAX_LENGTH)),
     Key("SendLocalListMaxLength", computed=lambda _: str(SEND_LOCAL_LIST_MAX_LENGTH)),
+    Key("ReserveConnectorZeroSupported", "reserve_connector_zero_supported"),
     Key("MeterValuesAlignedData", "meter_values_aligned_data"),
     Key("MeterValuesAlignedDataMaxLength", computed=lambda _: str(CSL_MAX_LENGTH)),
     Key("MeterValuesSampledData", "meter_values_sampled_data"),

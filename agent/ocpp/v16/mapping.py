@@ -62,12 +62,23 @@ def status_notification(event: EvseStatusChanged) -> dict[str, Any]:
     }
     if event.info:
         fields["info"] = event.info[:50]  # CiString50
+    vendor_code = _VENDOR_ERROR_CODES_16.get(event.error_code) if event.error_code else None
+    if vendor_code is not None:
+        fields["vendor_error_code"] = vendor_code  # CiString50
+        fields.setdefault("info", vendor_code)
     return fields
 
 
+# Neutral fault codes 1.6 has no ChargePointErrorCode for: OtherError plus a vendor code.
+_VENDOR_ERROR_CODES_16 = {FaultCode.EMERGENCY_STOP: "EmergencyStop"}
+
+
 def error_code_of(code: FaultCode | None) -> str:
-    """ChargePointErrorCode: the neutral names are the 1.6 names; None is NoError."""
-    return "NoError" if code is None else code.value
+    """ChargePointErrorCode: the neutral names are the 1.6 names (codes 1.6 lacks are
+    OtherError, see ``status_notification``); None is NoError."""
+    if code is None:
+        return "NoError"
+    return "OtherError" if code in _VENDOR_ERROR_CODES_16 else code.value
 
 
 def sampled_value(value: SampledValue, context: str) -> dict[str, Any]:
@@ -75,7 +86,7 @@ def sampled_value(value: SampledValue, context: str) -> dict[str, Any]:
         "value": _number(value.value),
         "context": context,
         "measurand": value.measurand,
-        "location": "Outlet",
+        "location": value.location or "Outlet",
     }
     if value.unit in _UNITS_16:
         out["unit"] = value.unit
