@@ -10,6 +10,7 @@ lists are split by the adapter).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -178,6 +179,42 @@ _BY_NAME: Mapping[str, SettingDef] = {d.name: d for d in DEFINITIONS}
 def definition(name: str) -> SettingDef:
     """The definition of ``name``; KeyError for an unknown setting."""
     return _BY_NAME[name]
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: "²" or "٣" are not 2 or 3
+
+
+def to_text(value: SettingValue) -> str:
+    """A setting value as OCPP writes it (1.6 keys and 2.0.1 variables alike):
+    booleans "true"/"false", lists comma-separated, integers in decimal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def from_text(name: str, text: str) -> SettingValue:
+    """Parse the OCPP text form of setting ``name`` and validate it (``coerce``).
+
+    Raises:
+        KeyError: unknown setting.
+        SettingError: not a value of the setting's type, or refused by it.
+    """
+    d = _BY_NAME[name]
+    if isinstance(d.default, bool):
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false"):
+            raise SettingError(f"{name}: expected true or false")
+        return d.coerce(lowered == "true")
+    if isinstance(d.default, int):
+        stripped = text.strip()
+        if not _INTEGER.fullmatch(stripped):
+            raise SettingError(f"{name}: expected an integer")
+        return d.coerce(int(stripped))
+    if isinstance(d.default, tuple):
+        return d.coerce([item.strip() for item in text.split(",") if item.strip()])
+    return d.coerce(text)
 
 
 class SettingsBackend(Protocol):

@@ -7,14 +7,13 @@ read-only value computed from the station. Values travel as strings: booleans
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.authorization.local_list import DEFAULT_MAX_LENGTH as LOCAL_LIST_MAX_LENGTH
 from agent.authorization.local_list import DEFAULT_SEND_MAX_LENGTH as SEND_LOCAL_LIST_MAX_LENGTH
-from agent.settings import SettingError, Settings, SettingValue, definition
+from agent.settings import SettingError, Settings, SettingValue, definition, from_text, to_text
 from agent.smart_charging import RateUnit
 from agent.smart_charging.service import (
     MAX_PERIODS,
@@ -23,7 +22,6 @@ from agent.smart_charging.service import (
     SUPPORTED_UNITS,
 )
 
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
 GET_CONFIGURATION_MAX_KEYS = 100
 CSL_MAX_LENGTH = 10
 FEATURE_PROFILES = (
@@ -120,36 +118,20 @@ def find(name: str) -> Key | None:
 
 def encode(value: SettingValue) -> str:
     """A setting value as a 1.6 configuration string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return str(value)
+    return to_text(value)
 
 
 def decode(setting: str, text: str) -> SettingValue:
     """Parse a 1.6 configuration string for ``setting``.
 
     Raises:
-        SettingError: the text is not a valid value.
+        SettingError: the text is not a valid value (a list: at most
+            ``CSL_MAX_LENGTH`` entries).
     """
-    d = definition(setting)
-    if isinstance(d.default, bool):
-        lowered = text.strip().lower()
-        if lowered not in ("true", "false"):
-            raise SettingError(f"{setting}: expected true or false")
-        return d.coerce(lowered == "true")
-    if isinstance(d.default, int):
-        stripped = text.strip()
-        if not _INTEGER.fullmatch(stripped):  # ASCII digits only: "²" or "٣" are not 2 or 3
-            raise SettingError(f"{setting}: expected an integer")
-        return d.coerce(int(stripped))
-    if isinstance(d.default, tuple):
-        items = [item.strip() for item in text.split(",") if item.strip()]
-        if len(items) > CSL_MAX_LENGTH:
-            raise SettingError(f"{setting}: at most {CSL_MAX_LENGTH} entries")
-        return d.coerce(items)
-    return d.coerce(text)
+    entries = [item for item in text.split(",") if item.strip()]
+    if isinstance(definition(setting).default, tuple) and len(entries) > CSL_MAX_LENGTH:
+        raise SettingError(f"{setting}: at most {CSL_MAX_LENGTH} entries")
+    return from_text(setting, text)
 
 
 @dataclass(frozen=True, slots=True)

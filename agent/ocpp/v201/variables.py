@@ -45,7 +45,15 @@ from agent.ocpp.v201.device_model import (
     ValueSource,
     Variable,
 )
-from agent.settings import SettingDef, SettingError, Settings, SettingValue, definition
+from agent.settings import (
+    SettingDef,
+    SettingError,
+    Settings,
+    SettingValue,
+    definition,
+    from_text,
+    to_text,
+)
 from agent.smart_charging import RateUnit
 from agent.smart_charging.service import (
     MAX_PERIODS,
@@ -166,11 +174,7 @@ class LiveValues:
 
 def encode(value: SettingValue) -> str:
     """A setting value as an OCPP 2.0.1 variable string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return str(value)
+    return to_text(value)
 
 
 def decode(setting: str, text: str) -> SettingValue:
@@ -179,20 +183,7 @@ def decode(setting: str, text: str) -> SettingValue:
     Raises:
         SettingError: the text is not a value of the setting's type.
     """
-    default = definition(setting).default
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered not in ("true", "false"):
-            raise SettingError(f"{setting}: expected true or false")
-        return lowered == "true"
-    if isinstance(default, int):
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise SettingError(f"{setting}: expected an integer") from None
-    if isinstance(default, tuple):
-        return tuple(item.strip() for item in text.split(",") if item.strip())
-    return text
+    return from_text(setting, text)
 
 
 def _characteristics(
