@@ -137,11 +137,30 @@ CREATE TABLE firmware_outbox (
 );
 """
 
+# v5: facts an OCPP 2.0.1 TransactionEvent reports about when its event happened,
+# recorded at enqueue in the same store transaction: ``seq_no`` (0, 1, 2... per
+# transaction in event order, REFERENCE 4.4; ``next_seq_no`` is the per-transaction
+# counter, since delivered rows are deleted) and ``offline`` (no CSMS session then).
+# Rows queued before v5 are numbered in queue order within their transaction; their
+# ``offline`` is unknown and stays 0. The 1.6 adapter ignores both.
+_SCHEMA_V5: Final = """
+ALTER TABLE transactions ADD COLUMN next_seq_no INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tx_queue ADD COLUMN seq_no INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tx_queue ADD COLUMN offline INTEGER NOT NULL DEFAULT 0 CHECK (offline IN (0, 1));
+UPDATE tx_queue SET seq_no = (
+    SELECT count(*) FROM tx_queue q WHERE q.tx_id = tx_queue.tx_id AND q.seq < tx_queue.seq
+);
+UPDATE transactions SET next_seq_no = (
+    SELECT count(*) FROM tx_queue q WHERE q.tx_id = transactions.tx_id
+);
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, _SCHEMA_V1),
     Migration(2, _SCHEMA_V2),
     Migration(3, _SCHEMA_V3),
     Migration(4, _SCHEMA_V4),
+    Migration(5, _SCHEMA_V5),
 )
 """The schema steps this software knows, oldest first."""
 

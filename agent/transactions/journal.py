@@ -14,6 +14,11 @@ StopTxnAlignedData) are kept in ``tx_stop_data`` from the moment they are taken,
 written in the same SQLite transaction as the begin or meter entry they go with,
 so a stop made after a power cut (reason PowerLoss) still carries them. The
 ``stop`` message reads them at send time.
+
+What must describe the moment of the event rather than the moment of sending is
+fixed at enqueue, in the same SQLite transaction: each queued row gets its
+transaction's next ``seq_no`` (0 for the start, OCPP 2.0.1 TransactionEvent seqNo)
+and ``offline`` (read from :class:`~agent.connectivity.ConnectivityState`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from agent.connectivity import ConnectivityState
 from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
 from agent.persistence.store import Store
 
@@ -106,6 +112,12 @@ class QueuedTxMessage:
             for ``start`` empty.
         attempts: Delivery attempts recorded so far.
         record: The transaction row as it is now (current ``csms_tx_id``).
+        seq_no: Position of this event within its transaction: 0 for the start,
+            then +1 per queued message in event order, assigned when it was
+            queued and kept across restarts (OCPP 2.0.1 TransactionEvent seqNo).
+            A dropped message leaves a gap, as the CSMS should see.
+        offline: No CSMS session was registered when the event was queued
+            (OCPP 2.0.1 TransactionEvent ``offline``).
     """
 
     seq: int
@@ -114,6 +126,8 @@ class QueuedTxMessage:
     samples: tuple[MeterSample, ...]
     attempts: int
     record: TxRecord
+    seq_no: int
+    offline: bool
 
 
 def new_tx_id() -> str:
@@ -179,13 +193,22 @@ class TransactionJournal:
     :class:`JournalError` they document.
     """
 
-    def __init__(self, store: Store, *, max_stop_data: int = MAX_STOP_DATA_SAMPLES) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_stop_data: int = MAX_STOP_DATA_SAMPLES,
+        connectivity: ConnectivityState | None = None,
+    ) -> None:
         """Use ``store`` (already open and migrated).
 
         Args:
             store: The open store.
             max_stop_data: Most transaction-data samples kept per transaction, >= 1
                 (:data:`MAX_STOP_DATA_SAMPLES`).
+            connectivity: Read when a message is queued to record whether the
+                station was offline then; the OCPP adapter sets it. None: a new,
+                offline one (see :attr:`connectivity`).
 
         Raises:
             ValueError: ``max_stop_data`` is below 1.
@@ -194,6 +217,11 @@ class TransactionJournal:
             raise ValueError(f"max_stop_data must be >= 1, got {max_stop_data}")
         self._store = store
         self._max_stop_data = max_stop_data
+        self.connectivity = connectivity if connectivity is not None else ConnectivityState()
+        """Whether a CSMS session is registered; adapters set it at session start/end."""
+        # schema >= v5 (seq_no/offline columns); None until first looked at. Older
+        # files only occur in upgrade tests that write through an old store.
+        self._has_event_columns: bool | None = None
 
     async def begin(
         self,
@@ -244,6 +272,7 @@ class TransactionJournal:
             stop_reason=None,
         )
         kept = _encode_each(stop_data)
+        offline = not self.connectivity.online  # a fact of now, not of the send time
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -260,7 +289,7 @@ class TransactionJournal:
                     reservation_id,
                 ),
             )
-            _enqueue(conn, record.tx_id, "start", _encode_samples(()), timestamp)
+            self._enqueue(conn, record.tx_id, "start", _encode_samples(()), timestamp, offline)
             self._keep_stop_data(conn, record.tx_id, kept)
 
         await self._store.run(write)
@@ -289,11 +318,12 @@ class TransactionJournal:
         """
         payload = _encode_samples((sample,))
         kept = _encode_each(stop_data)
+        offline = not self.connectivity.online
 
         def write(conn: sqlite3.Connection) -> None:
             _require_running(conn, tx_id)
             _set_last_meter(conn, tx_id, meter_wh, sample.timestamp)
-            _enqueue(conn, tx_id, "meter", payload, sample.timestamp)
+            self._enqueue(conn, tx_id, "meter", payload, sample.timestamp, offline)
             self._keep_stop_data(conn, tx_id, kept)
 
         await self._store.run(write)
@@ -388,6 +418,7 @@ class TransactionJournal:
             ValueError: A sample holds a non-finite value.
         """
         kept = _encode_each(transaction_data)
+        offline = not self.connectivity.online
 
         def write(conn: sqlite3.Connection) -> TxRecord:
             _require_running(conn, tx_id)
@@ -398,10 +429,43 @@ class TransactionJournal:
                 (timestamp, meter_stop_wh, reason.value, tx_id),
             )
             # the samples stay in tx_stop_data; next_messages adds them to the stop
-            _enqueue(conn, tx_id, "stop", _encode_samples(()), timestamp)
+            self._enqueue(conn, tx_id, "stop", _encode_samples(()), timestamp, offline)
             return _require_record(conn, tx_id)
 
         return await self._store.run(write)
+
+    def _event_columns(self, conn: sqlite3.Connection) -> bool:
+        """Whether ``tx_queue`` has the v5 ``seq_no``/``offline`` columns (looked up once)."""
+        if self._has_event_columns is None:
+            names = {row[1] for row in conn.execute("PRAGMA table_info(tx_queue)")}
+            self._has_event_columns = {"seq_no", "offline"} <= names
+        return self._has_event_columns
+
+    def _enqueue(
+        self,
+        conn: sqlite3.Connection,
+        tx_id: str,
+        kind: MessageKind,
+        payload: str,
+        created: str,
+        offline: bool,
+    ) -> None:
+        """Append one message; give it the transaction's next ``seq_no`` (same transaction)."""
+        if not self._event_columns(conn):
+            _enqueue(conn, tx_id, kind, payload, created)
+            return
+        row = conn.execute(
+            "SELECT next_seq_no FROM transactions WHERE tx_id = ?", (tx_id,)
+        ).fetchone()
+        if row is None:
+            raise JournalError(f"unknown transaction {tx_id}")
+        seq_no = int(row[0])
+        conn.execute(
+            "INSERT INTO tx_queue (tx_id, kind, payload, created, seq_no, offline) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (tx_id, kind, payload, created, seq_no, int(offline)),
+        )
+        conn.execute("UPDATE transactions SET next_seq_no = ? WHERE tx_id = ?", (seq_no + 1, tx_id))
 
     def _keep_stop_data(self, conn: sqlite3.Connection, tx_id: str, samples: list[str]) -> None:
         """Append encoded samples to ``tx_id``'s transaction data, then apply the bound."""
@@ -485,13 +549,15 @@ class TransactionJournal:
         """
 
         def read(conn: sqlite3.Connection) -> list[QueuedTxMessage]:
+            event_columns = "seq_no, offline" if self._event_columns(conn) else "0, 0"
             rows = conn.execute(
-                "SELECT seq, tx_id, kind, payload, attempts FROM tx_queue ORDER BY seq LIMIT ?",
+                f"SELECT seq, tx_id, kind, payload, attempts, {event_columns} FROM tx_queue "
+                "ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
             records: dict[str, TxRecord] = {}
             out = []
-            for seq, tx_id, kind, payload, attempts in rows:
+            for seq, tx_id, kind, payload, attempts, seq_no, offline in rows:
                 if kind not in _KINDS:
                     raise JournalError(f"queued message {seq} has unknown kind {kind!r}")
                 try:
@@ -514,6 +580,8 @@ class TransactionJournal:
                         samples=samples,
                         attempts=int(attempts),
                         record=records[tx_id],
+                        seq_no=int(seq_no),
+                        offline=bool(offline),
                     )
                 )
             return out
@@ -595,11 +663,14 @@ class TransactionJournal:
 
         return await self._store.run(write)
 
-    async def pending_count(self) -> int:
-        """Number of undelivered messages."""
+    async def pending_count(self, tx_id: str | None = None) -> int:
+        """Number of undelivered messages, of ``tx_id`` only when given."""
 
         def read(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT count(*) FROM tx_queue").fetchone()[0])
+            if tx_id is None:
+                return int(conn.execute("SELECT count(*) FROM tx_queue").fetchone()[0])
+            row = conn.execute("SELECT count(*) FROM tx_queue WHERE tx_id = ?", (tx_id,))
+            return int(row.fetchone()[0])
 
         return await self._store.run(read)
 

@@ -551,6 +551,7 @@ class _Session:
             log.info("OCPP session ended: %s", ended.exceptions[0])
         finally:
             self._unsubscribe()
+            self.adapter.journal.connectivity.set_online(False)  # later events: offline
             # Answers read whose sender never resumed (the link dropped): journal them,
             # or the messages would be sent again.
             journal = self.adapter.journal
@@ -621,6 +622,7 @@ class _Session:
 
     async def _main(self) -> None:
         await self._boot()
+        self.adapter.journal.connectivity.set_online(True)
         self.adapter.registered.set()
         for status in self.adapter.station.all_statuses():
             self.adapter._on_status(status)
