@@ -25,12 +25,15 @@ class FaultCode(StrEnum):
     """Hardware fault reported by the HAL or raised by the core.
 
     The values are the generic charger error names; they match OCPP 1.6
-    ChargePointErrorCode, so that mapping is the identity (except
-    ``EMERGENCY_STOP``, which 1.6 lacks: OtherError with vendorErrorCode
-    "EmergencyStop"), and the 2.0.1 adapter maps them onto NotifyEvent components.
+    ChargePointErrorCode, so that mapping is the identity (except the codes 1.6
+    lacks: ``EMERGENCY_STOP``, ``DIODE_FAULT`` and ``CABLE_FAULT`` are OtherError
+    with their value as vendorErrorCode), and the 2.0.1 adapter maps them onto
+    NotifyEvent components.
     """
 
+    CABLE_FAULT = "CableFault"  # PP: no valid cable while an EV is connected
     CONNECTOR_LOCK_FAILURE = "ConnectorLockFailure"
+    DIODE_FAULT = "DiodeFault"  # CP: the EV's diode is missing (REFERENCE 1.4)
     EMERGENCY_STOP = "EmergencyStop"
     EV_COMMUNICATION_ERROR = "EVCommunicationError"
     GROUND_FAILURE = "GroundFailure"

@@ -69,7 +69,7 @@ class GpioControlPilot:
 
     Diode check (REFERENCE 1.4): while PWM runs and CP is not shorted (E), the
     negative plateau must stay below -10 V. Otherwise the backend drives F at
-    once, reports ``FaultCode.EV_COMMUNICATION_ERROR`` with detail "DiodeFault"
+    once, reports ``FaultCode.DIODE_FAULT``
     and, after ``diode_fault_hold_s``, re-applies the commanded output to check
     again (F again while the fault persists). The fault clears when a check
     under PWM passes or the EV is unplugged (state A).
@@ -77,7 +77,11 @@ class GpioControlPilot:
     PP (optional ``pp_channel``): the PP-PE resistor against a pull-up of
     ``pp_pullup_ohm`` to the ADC reference is read every ``pp_interval_s`` and
     coded into ``cable_max_current_a`` (REFERENCE 1.3); None without a valid
-    cable (no fault: a tethered cable or an empty socket reads that way too).
+    cable. With an EV connected (CP B, C or D) and no valid cable (open PP, a
+    resistor outside the coded ranges, a cable pulled from the socket mid-session)
+    ``FaultCode.CABLE_FAULT`` is raised ("no charging", REFERENCE 1.3); a valid
+    reading or the unplug (A) clears it. Without ``pp_channel`` (a tethered cable)
+    nothing is checked.
 
     ADC read errors raise ``FaultCode.INTERNAL_ERROR`` (cleared by the next
     good read); the sensed state is then kept, the controller opens the
@@ -183,6 +187,7 @@ class GpioControlPilot:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_state: Callable[[CpState], None] | None = None
         self._diode: FaultLatch | None = None
+        self._cable_fault: FaultLatch | None = None
         self._adc_fault: FaultLatch | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         self._stop_event = threading.Event()
@@ -241,7 +246,8 @@ class GpioControlPilot:
         if self._loop is not None or self._closed:
             raise RuntimeError("GpioControlPilot already started")
         self._loop = asyncio.get_running_loop()
-        self._diode = FaultLatch(FaultCode.EV_COMMUNICATION_ERROR, on_fault)
+        self._diode = FaultLatch(FaultCode.DIODE_FAULT, on_fault)
+        self._cable_fault = FaultLatch(FaultCode.CABLE_FAULT, on_fault)
         self._adc_fault = FaultLatch(FaultCode.INTERNAL_ERROR, on_fault)
         first = await asyncio.to_thread(self._read_high_state, None)
         self._on_state = on_state
@@ -295,6 +301,7 @@ class GpioControlPilot:
         assert loop is not None
         candidate, count = reported, 0
         diode_bad, diode_count = False, 0
+        cable_bad = False
         read_ok = True
         next_pp_s = 0.0
         next_diode_s = 0.0
@@ -335,6 +342,12 @@ class GpioControlPilot:
             if report:
                 reported, count = state, 0
                 call_in_loop(loop, self._deliver, state)
+            if self._pp_adc is not None:
+                ev_connected = reported in (CpState.B, CpState.C, CpState.D)
+                bad = ev_connected and self._cable_a is None
+                if bad != cable_bad:
+                    cable_bad = bad
+                    call_in_loop(loop, self._cable_changed, bad)
             # diode: the same debounce, edges only; bad_now None = cannot tell now
             if diode is None:
                 continue
@@ -386,6 +399,14 @@ class GpioControlPilot:
         if self._hold_timer is not None:
             self._hold_timer.cancel()
         self._hold_timer = self._loop.call_later(self._hold_s, self._end_hold)
+
+    def _cable_changed(self, bad: bool) -> None:
+        if self._closed or self._cable_fault is None:
+            return
+        if bad:
+            self._cable_fault.raise_("PP: no valid cable in the socket")
+        else:
+            self._cable_fault.clear("PP: valid cable or unplugged")
 
     def _end_hold(self) -> None:
         self._hold_timer = None

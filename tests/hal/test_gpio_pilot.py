@@ -120,7 +120,7 @@ async def test_diode_fault_forces_f_then_clears_when_the_check_passes(line: Line
     line.board.ev.inject_fault("diode")
     await line.wait_for(lambda: any(f.active for f in line.faults))
     raised = line.faults[0]
-    assert raised.code is FaultCode.EV_COMMUNICATION_ERROR
+    assert raised.code is FaultCode.DIODE_FAULT
     assert raised.detail.startswith(DIODE_FAULT)
     assert line.board.pwm_pin.state == 0.0  # -12 V at once, in the same loop callback
     assert line.pilot.output == PilotOutput.pwm(DUTY_16A)  # the command is remembered
@@ -128,9 +128,7 @@ async def test_diode_fault_forces_f_then_clears_when_the_check_passes(line: Line
 
     line.board.ev.clear_faults()  # after the hold the commanded PWM returns and passes
     await line.wait_for(lambda: len(line.faults) == 2)
-    assert line.faults[1] == FaultReport(
-        FaultCode.EV_COMMUNICATION_ERROR, False, "EV diode present"
-    )
+    assert line.faults[1] == FaultReport(FaultCode.DIODE_FAULT, False, "EV diode present")
     assert line.board.pwm_pin.state == pytest.approx(DUTY_16A / 100)
     await line.wait_state(CpState.C)
 
@@ -271,3 +269,20 @@ async def test_mcp3208_session_states() -> None:
     finally:
         await cp.pilot.stop()
         cp.board.close()
+
+
+async def test_no_valid_cable_with_an_ev_connected_is_a_cable_fault(line: Line) -> None:
+    line.pilot.set_output(PilotOutput.steady())
+    line.board.ev.plug()
+    await line.wait_state(CpState.B)
+    assert line.faults == []  # a valid 32 A cable
+
+    line.board.cable_ohm = 10_000.0  # outside every coded range (REFERENCE 1.3)
+    await line.wait_for(lambda: any(f.active for f in line.faults))
+    assert line.faults[-1].code is FaultCode.CABLE_FAULT
+    assert line.pilot.cable_max_current_a is None
+
+    line.board.ev.unplug()  # the unplug ends it
+    await line.wait_for(lambda: not line.faults[-1].active)
+    assert line.faults[-1].code is FaultCode.CABLE_FAULT
+    assert [f.active for f in line.faults] == [True, False]

@@ -187,3 +187,19 @@ async def test_a_13_a_cable_caps_the_offered_current(csms: CsmsEmulator, station
     assert pwm == {duty_for_current(13.0)}, (
         pwm
     )  # the PWM never offered more than the cable's rating
+
+
+async def test_an_invalid_cable_never_charges(csms: CsmsEmulator, station: Station) -> None:
+    board = station.board
+    board.cp.cable_ohm = 10_000.0  # PP reads no valid cable
+    board.ev.plug()
+    faulted = await csms.wait_for(
+        "StatusNotification", predicate=_status("Faulted", "OtherError"), timeout_s=GUARD_S
+    )
+    assert faulted.payload["vendorErrorCode"] == "CableFault"
+    answer = await csms.call(
+        CHARGE_POINT_ID, call.RemoteStartTransaction(id_tag="GPIO", connector_id=1)
+    )
+    assert answer.status == "Rejected"
+    assert not board.coil_is_on()
+    assert all(not 0 < s.state < 1 for s in board.cp.pwm_pin.states)  # never any PWM

@@ -70,7 +70,10 @@ def status_notification(event: EvseStatusChanged) -> dict[str, Any]:
 
 
 # Neutral fault codes 1.6 has no ChargePointErrorCode for: OtherError plus a vendor code.
-_VENDOR_ERROR_CODES_16 = {FaultCode.EMERGENCY_STOP: "EmergencyStop"}
+_VENDOR_ERROR_CODES_16 = {
+    code: code.value
+    for code in (FaultCode.EMERGENCY_STOP, FaultCode.DIODE_FAULT, FaultCode.CABLE_FAULT)
+}
 
 
 def error_code_of(code: FaultCode | None) -> str:
