@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from agent.clock import Clock
 from agent.evse import charger
@@ -97,9 +97,17 @@ class ReservationService:
         """The reservations in force now."""
         return self._book
 
-    async def start(self, persisted: JSONValue | None) -> None:
+    async def start(
+        self, persisted: JSONValue | None, used_ids: Collection[int] = frozenset()
+    ) -> None:
         """Adopt the persisted book (``settings_store.load()[STORE_KEY]``), dropping
-        expired entries and entries for connectors that no longer exist, and apply it.
+        expired entries, entries for connectors that no longer exist and ``used_ids``,
+        and apply it.
+
+        ``used_ids``: reservations used by the transactions a power cut interrupted
+        (``Station.recover_interrupted``): their start was journalled, but the write
+        that ends the reservation may not have been, and a used reservation must not
+        hold the connector again.
 
         A corrupt value is logged and replaced by an empty book.
         """
@@ -114,8 +122,14 @@ class ReservationService:
         book, expired = book.expire(self._clock.now())
         for r in expired:
             log.info("reservation %d expired while the station was down", r.reservation_id)
+        used = []
+        for reservation_id in sorted(set(used_ids)):
+            book, gone = book.remove(reservation_id)
+            if gone is not None:
+                used.append(gone)
+                log.info("reservation %d was used by an interrupted transaction", reservation_id)
         self._book = book
-        if expired or corrupt:
+        if expired or corrupt or used:
             self._save()
         self.refresh()
 

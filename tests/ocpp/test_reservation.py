@@ -10,6 +10,8 @@ from ocpp.v16 import call
 
 from agent.clock import parse_iso, to_iso
 from agent.evse import charger
+from agent.persistence.store import Store
+from agent.transactions.journal import TransactionJournal
 from hil.csms import CsmsEmulator, ReceivedCall
 from tests.conftest import GUARD_S, RunningApp, StartApp, registered
 
@@ -278,3 +280,37 @@ async def test_a_fault_ends_the_reservation(csms: CsmsEmulator, start_app: Start
     # 1.6 5.13: a Faulted connector ends its reservation; back to Preparing, not Reserved
     await status(csms, 1, "Preparing", after=reserved)
     assert await cancel(csms, 51) == "Rejected"
+
+
+async def test_a_reservation_used_by_an_interrupted_transaction_is_gone_after_the_cut(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    first = await start_app(csms)
+    boot = await registered(csms)
+    assert await reserve(csms, 61, 1, "TAG", expiry_in(first, 3600)) == "Accepted"
+    await status(csms, 1, "Reserved", after=boot)
+    await first.stop()
+    # The power cut came after the transaction start was journalled and before the
+    # write that ends the reservation: the journal has the start, the book still holds it.
+    store = await Store.open(first.data_dir)
+    try:
+        await TransactionJournal(store).begin(
+            evse_id=1,
+            connector_id=1,
+            id_tag="TAG",
+            meter_start_wh=0,
+            timestamp=to_iso(first.app.clock.now()),
+            remote_start_id=None,
+            reservation_id=61,
+        )
+    finally:
+        await store.close()
+
+    await start_app(csms, data_dir=first.data_dir)
+    reboot = await registered(csms, after_seq=boot.seq)
+    stop = await csms.wait_for("StopTransaction", timeout_s=GUARD_S)
+    assert stop.payload["reason"] == "PowerLoss"
+    await status(csms, 1, "Available", after=reboot)
+    assert "Reserved" not in statuses(csms, 1, reboot.seq, 1 << 30)
+    assert await cancel(csms, 61) == "Rejected"  # used up
+    assert await remote_start(csms, "OTHER") == "Accepted"

@@ -156,3 +156,16 @@ def test_pin_names_compare_by_gpio_number() -> None:
     assert pin_key(17) == pin_key("17") == pin_key("GPIO17") == pin_key("bcm17") == "GPIO17"
     assert pin_key("BOARD11") == "BOARD11"
     assert load_board("sim")["evse"][0]["id"] == 1
+
+
+def test_a_lock_with_a_self_closing_rapi_relay_is_refused(tmp_path: Path) -> None:
+    link = {"backend": "openevse-rapi", "port": "/dev/ttyAMA0"}
+    evse = {
+        "id": 1,
+        "pilot": link,
+        "contactor": link,
+        "meter": link,
+        "lock": {"backend": "gpio", "lock_pin": 5, "unlock_pin": 6, "feedback_pin": 13},
+    }
+    with pytest.raises(ConfigError, match=r"evse\[0\]\.lock: the openevse-rapi contactor"):
+        parse(config(evse=[evse]))
