@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from firmware_update.blocking import run_blocking
 from firmware_update.machine import CrashLoopDetected, Event, HealthFailed, HealthOk, Rebooted
 from firmware_update.slots import SlotBackend
 
@@ -33,21 +34,30 @@ class HalHealth(Protocol):
         """True when no EVSE reports an active hardware fault."""
 
 
-def boot_event(slots: SlotBackend, target_slot: str | None) -> Event:
+async def boot_event(slots: SlotBackend, target_slot: str | None) -> Event:
     """The machine event for this boot, given the slot the update installed into.
 
-    Counts a trial boot as a side effect (call it once per start).
+    Counts a trial boot as a side effect (call it once per start). The slot backend
+    is asked in a worker thread.
+
+    Raises:
+        Whatever the slot backend raises (``InstallError``, ``OSError``): the manager
+        turns that into ``BootUnknown``.
     """
-    booted = slots.booted_slot()
-    if target_slot is None or booted != target_slot:
-        log.warning("firmware: booted slot %s, not the updated slot %s", booted, target_slot)
-        return Rebooted(booted_new=False)
-    if slots.is_trial():
-        left = slots.note_trial_boot()
-        log.info("firmware: trial boot of slot %s (%d attempts left)", booted, left)
-        if left < 0:
-            return CrashLoopDetected()
-    return Rebooted(booted_new=True)
+
+    def probe() -> Event:
+        booted = slots.booted_slot()
+        if target_slot is None or booted != target_slot:
+            log.warning("firmware: booted slot %s, not the updated slot %s", booted, target_slot)
+            return Rebooted(booted_new=False)
+        if slots.is_trial():
+            left = slots.note_trial_boot()
+            log.info("firmware: trial boot of slot %s (%d attempts left)", booted, left)
+            if left < 0:
+                return CrashLoopDetected()
+        return Rebooted(booted_new=True)
+
+    return await run_blocking(probe)
 
 
 async def check_health(
@@ -60,26 +70,43 @@ async def check_health(
     """Confirm the booted slot: registered, health-check ok, HAL ok -> mark good.
 
     Args:
-        slots: The slot backend (its ``health_check`` runs the slot's script).
+        slots: The slot backend (its ``health_check`` runs the slot's script; its
+            synchronous methods run in a worker thread).
         hal: Reports HAL faults of the station.
         wait_registered: Returns once BootNotification was Accepted.
         timeout_s: Bound on registration and on the health check each, s.
 
     Returns:
-        ``HealthOk`` after ``mark_good``; ``HealthFailed`` otherwise (nothing marked).
+        ``HealthOk`` after ``mark_good``; ``HealthFailed`` otherwise, including when
+        the slot backend fails (health check raising, ``mark_good`` raising): the
+        manager then reverts.
     """
     try:
         await asyncio.wait_for(wait_registered(), timeout_s)
     except TimeoutError:
         log.error("firmware: not registered with the CSMS within %.0f s", timeout_s)
         return HealthFailed()
-    ok, detail = await slots.health_check(timeout_s)
+    try:
+        ok, detail = await slots.health_check(timeout_s)
+    except Exception:
+        log.exception("firmware: health check of the booted slot raised")
+        return HealthFailed()
     if not ok:
-        log.error("firmware: health check of slot %s failed: %s", slots.booted_slot(), detail)
+        log.error("firmware: health check of the booted slot failed: %s", detail)
         return HealthFailed()
     if not hal.hal_ok():
         log.error("firmware: hardware faults after the update")
         return HealthFailed()
-    slots.mark_good()
-    log.info("firmware %s confirmed in slot %s", slots.booted_version(), slots.booted_slot())
+
+    def confirm_slot() -> tuple[str, str]:
+        version, slot = slots.booted_version(), slots.booted_slot()
+        slots.mark_good()  # last: a failure before it must not leave a confirmed slot
+        return version, slot
+
+    try:
+        version, slot = await run_blocking(confirm_slot)
+    except Exception:
+        log.exception("firmware: the slot backend could not confirm the booted slot")
+        return HealthFailed()
+    log.info("firmware %s confirmed in slot %s", version, slot)
     return HealthOk()

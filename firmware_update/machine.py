@@ -23,6 +23,15 @@ Phases and the statuses they report (whitepaper 4 / 2.0.1 L01)::
                --HealthFailed / CrashLoopDetected--> REVERTING
     REVERTING --Rebooted(old slot)--> IDLE (InstallVerificationFailed | InstallationFailed)
 
+Slot backend failures end the update instead of leaving it (and the station's
+maintenance hold) behind::
+
+    REBOOTING --ArmFailed--> IDLE (InstallationFailed)          [no reboot]
+    REBOOTING | CONFIRMING --BootUnknown--> REVERTING (failure InstallationFailed)
+    REVERTING --BootUnknown | RevertFailed--> IDLE (the revert's failure status)
+    any but IDLE --Aborted--> IDLE (DownloadFailed while downloading, else
+                                    InstallationFailed / the revert's failure status)
+
 An event that does not apply to the phase changes nothing and has no outputs.
 """
 
@@ -158,6 +167,27 @@ class CrashLoopDetected:
 
 
 @dataclass(frozen=True)
+class ArmFailed:
+    """The slot backend could not arm the new slot for its trial boot (no reboot)."""
+
+
+@dataclass(frozen=True)
+class BootUnknown:
+    """After the restart the slot backend could not tell which slot booted, or could
+    not count the trial boot."""
+
+
+@dataclass(frozen=True)
+class RevertFailed:
+    """The slot backend could not mark the trial slot bad (no revert reboot)."""
+
+
+@dataclass(frozen=True)
+class Aborted:
+    """The update task failed unexpectedly: end the update with a failure status."""
+
+
+@dataclass(frozen=True)
 class Cancelled:
     """A new request replaces this one (AcceptedCanceled); only before installing."""
 
@@ -178,6 +208,10 @@ Event = (
     | HealthOk
     | HealthFailed
     | CrashLoopDetected
+    | ArmFailed
+    | BootUnknown
+    | RevertFailed
+    | Aborted
     | Cancelled
 )
 
@@ -246,6 +280,18 @@ def _failed(state: UpdateState, status: FirmwareStatus, *extra: Report) -> tuple
         _to(state, Phase.IDLE, failure=None),
         Step((*extra, status), (Action.RELEASE_HOLD, Action.CLEANUP)),
     )
+
+
+DOWNLOAD_PHASES = frozenset(
+    {Phase.DOWNLOAD_SCHEDULED, Phase.DOWNLOADING, Phase.DOWNLOAD_RETRY_WAIT}
+)
+"""Phases before the image is complete: an abort there is DownloadFailed."""
+
+
+def _abort_status(state: UpdateState) -> FirmwareStatus:
+    if state.phase in DOWNLOAD_PHASES:
+        return FirmwareStatus.DOWNLOAD_FAILED
+    return state.failure or FirmwareStatus.INSTALLATION_FAILED
 
 
 def step(state: UpdateState, event: Event) -> tuple[UpdateState, Step]:
@@ -326,6 +372,16 @@ def step(state: UpdateState, event: Event) -> tuple[UpdateState, Step]:
         case CrashLoopDetected() if phase is Phase.CONFIRMING:
             revert = _to(state, Phase.REVERTING, failure=FirmwareStatus.INSTALLATION_FAILED)
             return revert, Step(actions=(Action.REVERT,))
+        case ArmFailed() if phase is Phase.REBOOTING:
+            return _failed(state, FirmwareStatus.INSTALLATION_FAILED)
+        case BootUnknown() if phase in (Phase.REBOOTING, Phase.CONFIRMING):
+            # an unconfirmed trial must not stay: revert (bounded, see REVERTING)
+            revert = _to(state, Phase.REVERTING, failure=FirmwareStatus.INSTALLATION_FAILED)
+            return revert, Step(actions=(Action.REVERT,))
+        case BootUnknown() | RevertFailed() if phase is Phase.REVERTING:
+            return _failed(state, state.failure or FirmwareStatus.INSTALLATION_FAILED)
+        case Aborted() if phase is not Phase.IDLE:
+            return _failed(state, _abort_status(state))
         case Cancelled() if phase in CANCELLABLE:
             return _to(state, Phase.IDLE), Step(actions=(Action.RELEASE_HOLD, Action.CLEANUP))
     return state, IDLE_STEP

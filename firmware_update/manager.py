@@ -9,7 +9,15 @@ resumes the same requestId sequence (a download resumes from its ``.part``).
 
 Timing: waits for retrieveDateTime/installDateTime use the station clock (which
 the CSMS may correct); retry intervals are plain durations. Nothing here blocks
-the event loop: downloads, hashing and unpacking run in threads or subprocesses.
+the event loop (it also carries the CP -> contactor interlock of GPIO boards):
+downloads, hashing, unpacking, every synchronous slot backend call and the cleanup
+run in worker threads or subprocesses.
+
+Failure: a slot backend error while arming, confirming or reverting becomes the
+machine's failure event (``ArmFailed``, ``HealthFailed``, ``BootUnknown``,
+``RevertFailed``), so the failure status is queued, the maintenance hold released and
+the journal row ended. Anything else that escapes the update task is caught last:
+logged, reported (``Aborted``: DownloadFailed or InstallationFailed) and released.
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from firmware_update import confirm
+from firmware_update.blocking import run_blocking
 from firmware_update.certs import CertificateStore
 from firmware_update.download import DownloadError, download
 from firmware_update.journal import FirmwareJournal, UpdateRequest
 from firmware_update.machine import (
     CANCELLABLE,
+    Aborted,
     Action,
+    ArmFailed,
+    BootUnknown,
     Cancelled,
     CertificateInvalid,
     DownloadFailed,
@@ -42,6 +54,7 @@ from firmware_update.machine import (
     Phase,
     Requested,
     RetrieveTimeReached,
+    RevertFailed,
     SignatureInvalid,
     SignatureOk,
     UpdateState,
@@ -208,7 +221,8 @@ class FirmwareManager:
     async def start(self) -> None:
         """Load the journal and resume an update in progress (after a reboot too).
 
-        Must run before the OCPP connection starts: a trial boot is counted here.
+        Must run before the OCPP connection starts: a trial boot is counted here (in a
+        worker thread; a slot backend failure there becomes ``BootUnknown``).
         """
         entry = await self.journal.load()
         if entry is None:
@@ -219,17 +233,35 @@ class FirmwareManager:
         self._last_status = _RESUMED_STATUS.get(entry.state.phase, FirmwareStatus.IDLE)
         log.info("resuming firmware update %d in phase %s", entry.request.request_id, self.phase)
         if entry.state.phase in (Phase.REBOOTING, Phase.CONFIRMING, Phase.REVERTING):
-            event = confirm.boot_event(self.slots, entry.target_slot)
+            event: Event
+            try:
+                event = await confirm.boot_event(self.slots, entry.target_slot)
+            except Exception:
+                log.exception("firmware: the slot backend cannot tell which slot booted")
+                event = BootUnknown()
             self._spawn(self._apply(event))
         elif entry.state.phase in _RESUME_ACTIONS:
             self._spawn(self._perform_all(_RESUME_ACTIONS[entry.state.phase]))
 
     async def stop(self) -> None:
-        """Cancel the running update task (its journal state stays as committed)."""
+        """Cancel the running update task (its journal state stays as committed).
+
+        A slot backend call or cleanup in progress in a worker thread is waited for
+        (bounded by the backend's own timeout), so it never overlaps the next one.
+        """
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    async def join(self) -> None:
+        """Wait until the current update task ends: the update reached IDLE (its hold
+        released, its files removed), a restart was requested, or the task was
+        cancelled. A scheduled update's task ends only after its wait. Returns at once
+        when no task runs; never raises."""
+        task = self._task
+        if task is not None:
+            await asyncio.wait({task})
 
     def evaluate(self, request: UpdateRequest) -> UpdateResponse:
         """The answer ``request`` would get now, without side effects.
@@ -300,6 +332,7 @@ class FirmwareManager:
                 await coro
             except Exception:
                 log.exception("firmware update task failed")
+                await self._abort()
 
         self._task = asyncio.create_task(run(), name="firmware-update")
         # cancelled before it ran: the inner coroutine was never started
@@ -340,6 +373,26 @@ class FirmwareManager:
     def _request_done(self) -> None:
         self._target_slot = None
 
+    async def _abort(self) -> None:
+        """Last resort after the update task failed: end the update, release the hold.
+
+        Queues the failure status through the journal when the journal still works;
+        when it does not, the update is dropped in memory (the journal row resumes on
+        the next start). Never raises.
+        """
+        self._rebooting = False
+        try:
+            await self._apply(Aborted())
+        except Exception:
+            log.exception("firmware: could not record the failed update")
+            self._state = UpdateState()
+            self._request_done()
+        finally:
+            try:
+                self._station.release_maintenance()
+            except Exception:
+                log.exception("firmware: could not release the maintenance hold")
+
     async def _perform_all(self, actions: tuple[Action, ...]) -> None:
         for action in actions:
             await self._perform(action)
@@ -370,11 +423,7 @@ class FirmwareManager:
             case Action.INSTALL:
                 await self._install()
             case Action.REBOOT:
-                assert self._target_slot is not None
-                self.slots.activate_trial(
-                    self._target_slot, attempts=self._options.trial_boot_attempts
-                )
-                await self._reboot()
+                await self._arm_and_reboot()
             case Action.CONFIRM:
                 event = await confirm.check_health(
                     self.slots,
@@ -384,12 +433,11 @@ class FirmwareManager:
                 )
                 await self._apply(event)
             case Action.REVERT:
-                self.slots.mark_bad()
-                await self._reboot()
+                await self._revert()
             case Action.RELEASE_HOLD:
                 self._station.release_maintenance()
             case Action.CLEANUP:
-                shutil.rmtree(self._options.work_dir, ignore_errors=True)
+                await run_blocking(shutil.rmtree, self._options.work_dir, ignore_errors=True)
 
     async def _sleep_until(self, moment: datetime) -> None:
         delay_s = (moment - self._now()).total_seconds()
@@ -442,9 +490,37 @@ class FirmwareManager:
             await self._apply(InstallFailed())
             return
         self._target_slot = slot
-        version = self.slots.slot_version(slot)
+        version = await run_blocking(self.slots.slot_version, slot)
         log.info("firmware %s installed into slot %s", version, slot)
         await self._apply(InstallSucceeded(), target_version=version)
+
+    async def _arm_and_reboot(self) -> None:
+        """Arm the installed slot for its trial boot and restart; ``ArmFailed`` if the
+        slot backend refuses (no reboot now; with ``dir`` the old slot stays primary,
+        with RAUC ``rauc install`` already made the new slot primary)."""
+        slot = self._target_slot
+        try:
+            if slot is None:
+                raise InstallError("no installed slot to arm")
+            await run_blocking(
+                self.slots.activate_trial, slot, attempts=self._options.trial_boot_attempts
+            )
+        except Exception:
+            log.exception("firmware: cannot arm slot %s for its trial boot", slot)
+            await self._apply(ArmFailed())
+            return
+        await self._reboot()
+
+    async def _revert(self) -> None:
+        """Mark the trial slot bad and restart into the other one; ``RevertFailed`` if the
+        slot backend refuses (the failure is reported from the running slot, no reboot)."""
+        try:
+            await run_blocking(self.slots.mark_bad)
+        except Exception:
+            log.exception("firmware: cannot mark the trial slot bad")
+            await self._apply(RevertFailed())
+            return
+        await self._reboot()
 
     async def _reboot(self) -> None:
         """Let the reports reach the CSMS (bounded), then restart."""

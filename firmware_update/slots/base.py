@@ -21,8 +21,11 @@ class SlotBackend(Protocol):
     agent (it reads the slot state on construction); for ``rauc`` it is a real reboot
     through the bootloader. The backend never modifies the booted slot's content.
 
-    The synchronous methods do small file or subprocess I/O (milliseconds); the two
-    coroutine methods may take long and run their work off the event loop.
+    The synchronous methods block: file writes with fsync (``dir``), or a ``rauc``
+    subprocess bounded by its timeout (seconds). Callers in the event loop run them in a
+    worker thread (``firmware_update.blocking.run_blocking``), one call at a time: a
+    backend is not thread-safe. The two coroutine methods run their work off the event
+    loop themselves. Any method may raise ``OSError`` when its state cannot be written.
     """
 
     def booted_slot(self) -> str:
@@ -51,7 +54,8 @@ class SlotBackend(Protocol):
         primary slot stays the fallback.
 
         Raises:
-            InstallError: ``slot`` is unknown, empty or the booted slot.
+            InstallError: ``slot`` is unknown, empty or the booted slot, or the backend
+                command failed or timed out.
         """
         ...
 
@@ -69,7 +73,11 @@ class SlotBackend(Protocol):
         ...
 
     def mark_good(self) -> None:
-        """Confirm the booted slot: it becomes the primary; the trial ends."""
+        """Confirm the booted slot: it becomes the primary; the trial ends.
+
+        Raises:
+            InstallError: The backend command failed or timed out.
+        """
         ...
 
     def mark_bad(self) -> None:
@@ -78,7 +86,8 @@ class SlotBackend(Protocol):
         primary. The next boot runs the other slot.
 
         Raises:
-            InstallError: There is no other slot to fall back to.
+            InstallError: There is no other slot to fall back to, or the backend command
+                failed or timed out.
         """
         ...
 

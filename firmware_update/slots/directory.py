@@ -14,7 +14,6 @@ directory fsync). The booted slot's directory is never written.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from firmware_update.blocking import run_blocking
 from firmware_update.slots._process import run_check
 from firmware_update.slots.base import InstallError
 
@@ -76,7 +76,9 @@ def other_slot(slot: str) -> str:
 class DirSlots:
     """A/B release directories under ``root`` (see the module docstring).
 
-    Not thread-safe; one instance per agent start (the booted slot is latched on
+    Not thread-safe: make one call at a time. The synchronous methods write and fsync
+    ``state.json``; callers in the event loop run them in a worker thread (the firmware
+    manager does). One instance per agent start (the booted slot is latched on
     construction).
     """
 
@@ -163,18 +165,7 @@ class DirSlots:
                 f"slot {self._booted} is an unconfirmed trial: confirm or roll back first"
             )
         target = other_slot(self._booted)
-        worker = asyncio.ensure_future(asyncio.to_thread(self._unpack, image, target))
-        try:
-            version = await asyncio.shield(worker)
-        except asyncio.CancelledError:
-            await asyncio.wait({worker})
-            if not worker.cancelled():
-                worker.exception()
-            raise
-        if self._state.trial == target:
-            self._state.trial, self._state.attempts_left = None, 0
-        self._state.bad = [s for s in self._state.bad if s != target]
-        self._write_state()
+        version = await run_blocking(self._install_into, image, target)
         _log.info("installed %s into slot %s", version, target)
         return target
 
@@ -263,6 +254,14 @@ class DirSlots:
         return await run_check([str(script)], cwd=script.parent, timeout_s=timeout_s)
 
     # -- internals --------------------------------------------------------------------
+
+    def _install_into(self, image: Path, target: str) -> str:
+        version = self._unpack(image, target)
+        if self._state.trial == target:
+            self._state.trial, self._state.attempts_left = None, 0
+        self._state.bad = [s for s in self._state.bad if s != target]
+        self._write_state()
+        return version
 
     def _unpack(self, image: Path, target: str) -> str:
         staging = self._root / f".incoming-{target}"

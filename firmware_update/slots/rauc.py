@@ -12,8 +12,9 @@ bootname is named by its RAUC slot name (``rootfs.1``).
 
 Whether the booted slot is an unconfirmed trial is not visible in RAUC's status, so the
 armed trial is recorded in ``state_file`` (on the data partition, which an update does not
-overwrite). The synchronous methods run ``rauc`` with ``subprocess.run`` (tens of
-milliseconds); the booted slot's status is cached for the life of the instance.
+overwrite). The synchronous methods run ``rauc`` with ``subprocess.run`` (usually tens of
+milliseconds, up to ``timeout_s``) and so block: call them from a worker thread (the
+firmware manager does). The booted slot's status is cached for the life of the instance.
 """
 
 from __future__ import annotations

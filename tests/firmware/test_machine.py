@@ -10,7 +10,10 @@ from agent.ocpp.v16 import firmware as fw16
 from firmware_update.journal import MessageKind, OutboxMessage
 from firmware_update.machine import (
     CANCELLABLE,
+    Aborted,
     Action,
+    ArmFailed,
+    BootUnknown,
     Cancelled,
     CertificateInvalid,
     CrashLoopDetected,
@@ -27,6 +30,7 @@ from firmware_update.machine import (
     Rebooted,
     Requested,
     RetrieveTimeReached,
+    RevertFailed,
     SignatureInvalid,
     SignatureOk,
     UpdateState,
@@ -251,6 +255,46 @@ TABLE: list[tuple[str, UpdateState, Event, UpdateState, tuple[object, ...], tupl
         (A.REVERT,),
     ),
     (
+        "trial could not be armed: no reboot, old slot stays",
+        st(P.REBOOTING),
+        ArmFailed(),
+        st(P.IDLE),
+        (S.INSTALLATION_FAILED,),
+        (A.RELEASE_HOLD, A.CLEANUP),
+    ),
+    (
+        "boot unknown after the restart: revert",
+        st(P.REBOOTING),
+        BootUnknown(),
+        st(P.REVERTING, failure=S.INSTALLATION_FAILED),
+        (),
+        (A.REVERT,),
+    ),
+    (
+        "boot unknown while confirming: revert",
+        st(P.CONFIRMING),
+        BootUnknown(),
+        st(P.REVERTING, failure=S.INSTALLATION_FAILED),
+        (),
+        (A.REVERT,),
+    ),
+    (
+        "boot unknown after the revert: end, no second revert reboot",
+        st(P.REVERTING, failure=S.INSTALL_VERIFICATION_FAILED),
+        BootUnknown(),
+        st(P.IDLE),
+        (S.INSTALL_VERIFICATION_FAILED,),
+        (A.RELEASE_HOLD, A.CLEANUP),
+    ),
+    (
+        "revert failed: the failure is still reported",
+        st(P.REVERTING, failure=S.INSTALL_VERIFICATION_FAILED),
+        RevertFailed(),
+        st(P.IDLE),
+        (S.INSTALL_VERIFICATION_FAILED,),
+        (A.RELEASE_HOLD, A.CLEANUP),
+    ),
+    (
         "cancelled while waiting",
         st(P.INSTALL_SCHEDULED),
         Cancelled(),
@@ -296,6 +340,9 @@ ALL_EVENTS: list[Event] = [
     HealthOk(),
     HealthFailed(),
     CrashLoopDetected(),
+    ArmFailed(),
+    BootUnknown(),
+    RevertFailed(),
     Cancelled(),
 ]
 
@@ -318,6 +365,34 @@ def test_events_that_do_not_apply_change_nothing(phase: Phase) -> None:
             continue
         new, out = step(state, event)
         assert (new, out.reports, out.actions) == (state, (), ()), (phase, event)
+
+
+ABORT_STATUS = {
+    P.DOWNLOAD_SCHEDULED: S.DOWNLOAD_FAILED,
+    P.DOWNLOADING: S.DOWNLOAD_FAILED,
+    P.DOWNLOAD_RETRY_WAIT: S.DOWNLOAD_FAILED,
+    P.VERIFYING: S.INSTALLATION_FAILED,
+    P.INSTALL_SCHEDULED: S.INSTALLATION_FAILED,
+    P.WAITING_IDLE: S.INSTALLATION_FAILED,
+    P.INSTALLING: S.INSTALLATION_FAILED,
+    P.REBOOTING: S.INSTALLATION_FAILED,
+    P.CONFIRMING: S.INSTALLATION_FAILED,
+    P.REVERTING: S.INSTALL_VERIFICATION_FAILED,  # the failure the revert carries
+}
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_abort_ends_every_update_with_a_failure_status(phase: Phase) -> None:
+    state = st(phase, retries=2)
+    if phase is P.REVERTING:
+        state = st(phase, failure=S.INSTALL_VERIFICATION_FAILED)
+    new, out = step(state, Aborted())
+    if phase is P.IDLE:
+        assert (new, out.reports, out.actions) == (state, (), ())
+        return
+    assert new.phase is P.IDLE and new.failure is None
+    assert out.reports == (ABORT_STATUS[phase],)
+    assert out.actions == (A.RELEASE_HOLD, A.CLEANUP)
 
 
 def test_cancel_never_interrupts_an_install() -> None:
@@ -343,6 +418,12 @@ def test_every_update_ends_with_exactly_one_final_status() -> None:
         [Requested(True), DownloadOk(True), SignatureInvalid()],
         [*to_install, InstallFailed()],
         [*to_install, InstallSucceeded(), Rebooted(True), HealthFailed(), Rebooted(False)],
+        [*to_install, InstallSucceeded(), ArmFailed()],
+        [*to_install, InstallSucceeded(), BootUnknown(), Rebooted(False)],
+        [*to_install, InstallSucceeded(), BootUnknown(), BootUnknown()],
+        [*to_install, InstallSucceeded(), Rebooted(True), HealthFailed(), RevertFailed()],
+        [*to_install, Aborted()],
+        [Requested(True), Aborted()],
     ]
     for events in paths:
         state = UpdateState()
