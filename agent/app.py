@@ -45,8 +45,12 @@ from agent.console.sim_control import SimControlServer, socket_path
 from agent.events import EvseStatusChanged
 from agent.evse.aligned import ClockAlignedSampler
 from agent.evse.controller import EvseController, EvseHardware
-from agent.ocpp.connection import ConnectionSupervisor
+from agent.ocpp.connection import ConnectionSupervisor, FirstOnline, SessionRunner
+from agent.ocpp.outbox import OutboxDelivery
 from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
+from agent.ocpp.v201 import adapter as v201
+from agent.ocpp.v201.build import build_v201_adapter
+from agent.ocpp.v201.mapping import BootReason, boot_reason
 from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
 from agent.reservations.service import STORE_KEY as RESERVATIONS_KEY
@@ -59,6 +63,7 @@ from agent.transactions.journal import TransactionJournal
 from firmware_update.certs import CertificateStore
 from firmware_update.diagnostics import BundleSources, DiagnosticsService, FrameRecorder
 from firmware_update.journal import FirmwareJournal
+from firmware_update.machine import Phase
 from firmware_update.manager import FirmwareManager, ManagerOptions
 from firmware_update.slots import DirSlots, RaucSlots, SlotBackend
 from hal.faults import HalError
@@ -72,6 +77,10 @@ log = logging.getLogger(__name__)
 
 # Ended, fully delivered transactions kept in the journal (the rest are pruned at start).
 FINISHED_TRANSACTIONS_KEPT = 100
+# Persisted just before a CSMS Reset restarts the process: the next boot says RemoteReset.
+LAST_EXIT_KEY = "agent.last_exit"
+# Firmware phases at start that mean "this is the first boot of a new install".
+_BOOTED_AFTER_INSTALL = frozenset({Phase.REBOOTING, Phase.CONFIRMING, Phase.REVERTING})
 
 
 class ExitReason(StrEnum):
@@ -138,7 +147,8 @@ class App:
         # set while running
         self.store: Store | None = None
         self.station: Station | None = None
-        self.adapter: V16Adapter | None = None
+        self.adapter: V16Adapter | None = None  # the 1.6 adapter (versions "1.6", "auto")
+        self.adapter201: v201.V201Adapter | None = None  # versions "2.0.1", "auto"
         self.supervisor: ConnectionSupervisor | None = None
         self.firmware: FirmwareManager | None = None
         self.diagnostics: DiagnosticsService | None = None
@@ -212,7 +222,7 @@ class App:
                     on_sample=station.publish_sample,
                     admit=station.admit_start,
                 )
-            await station.recover_interrupted()
+            interrupted = await station.recover_interrupted()
             await journal.forget_finished(keep_last=FINISHED_TRANSACTIONS_KEPT)
             smart_charging = SmartChargingService(
                 controllers=controllers,
@@ -237,32 +247,64 @@ class App:
                 clock=self.clock,
                 station_operative=lambda: station.effective_operative(0),
             )
-            await reservations.start(persisted.get(RESERVATIONS_KEY))
+            await reservations.start(
+                persisted.get(RESERVATIONS_KEY),
+                used_ids={r.reservation_id for r in interrupted if r.reservation_id is not None},
+            )
             station.attach_reservations(reservations)
             slots, firmware, diagnostics = self._build_firmware(store, station)
-            adapter = V16Adapter(
-                station=station,
-                settings=settings,
-                journal=journal,
-                authorizer=authorizer,
-                clock=self.clock,
-                boot=BootInfo(
-                    vendor=cfg.station.vendor,
-                    model=cfg.station.model,
-                    serial_number=cfg.station.serial_number,
-                    firmware_version=slots.booted_version(),
-                ),
-                call_timeout_s=cfg.csms.call_timeout_s,
-                boot_retry_s=cfg.csms.boot_retry_s,
-                local_list=local_list,
-                trace=self._trace,
-                firmware=firmware,
-                diagnostics=diagnostics,
-                accept_unsigned_updates=cfg.firmware.accept_unsigned_updates,
+            boot = BootInfo(
+                vendor=cfg.station.vendor,
+                model=cfg.station.model,
+                serial_number=cfg.station.serial_number,
+                firmware_version=slots.booted_version(),
             )
-            self.adapter = adapter
+            version = cfg.csms.ocpp_version
+            runners: list[SessionRunner] = []  # in order of preference ("auto": 2.0.1 first)
+            if version in ("2.0.1", "auto"):
+                reset = ResetKind.HARD if persisted.get(LAST_EXIT_KEY) == "reset" else None
+                self.adapter201 = build_v201_adapter(
+                    cfg,
+                    station=station,
+                    settings=settings,
+                    authorizer=authorizer,
+                    clock=self.clock,
+                    boot=v201.BootInfo(**dataclasses.asdict(boot)),
+                    boot_reason=boot_reason(reset=reset),
+                    trace=self._trace,
+                    firmware=firmware,
+                    diagnostics=diagnostics,
+                    attach_authorizer=version == "2.0.1",
+                    local_list_entries=await local_list.size(),
+                    journal=journal,
+                )
+                runners.append(self.adapter201)
+            if LAST_EXIT_KEY in persisted:
+                await settings_store.delete(LAST_EXIT_KEY)
+            if version in ("1.6", "auto"):
+                self.adapter = V16Adapter(
+                    station=station,
+                    settings=settings,
+                    journal=journal,
+                    authorizer=authorizer,
+                    clock=self.clock,
+                    boot=boot,
+                    call_timeout_s=cfg.csms.call_timeout_s,
+                    boot_retry_s=cfg.csms.boot_retry_s,
+                    local_list=local_list,
+                    trace=self._trace,
+                    firmware=firmware,
+                    diagnostics=diagnostics,
+                    accept_unsigned_updates=cfg.firmware.accept_unsigned_updates,
+                )
+                runners.append(self.adapter)
+            if len(runners) > 1:  # "auto": whichever adapter has the session authorizes
+                assert self.adapter201 is not None and self.adapter is not None
+                authorizer.attach(FirstOnline([self.adapter201, self.adapter]))
             # before the connection: a trial boot of a new slot is counted here
             await firmware.start()
+            if self.adapter201 is not None and firmware.phase in _BOOTED_AFTER_INSTALL:
+                self.adapter201.boot_reason = BootReason.FIRMWARE_UPDATE
             for ctl in controllers.values():
                 tasks.append(asyncio.create_task(ctl.run(), name=f"evse-{ctl.evse_id}"))
             await asyncio.gather(*(c.wait_started() for c in controllers.values()))
@@ -276,7 +318,7 @@ class App:
             self.supervisor = ConnectionSupervisor(
                 csms=cfg.csms,
                 charge_point_id=cfg.station.charge_point_id,
-                runner=adapter,
+                runners=runners,
                 settings=settings,
             )
             tasks.append(asyncio.create_task(self.supervisor.run(), name="ocpp-connection"))
@@ -303,7 +345,10 @@ class App:
                     error = task.exception()
                     raise error or RuntimeError(f"{task.get_name()} ended unexpectedly")
             if self._exit == ExitReason.RESET:
-                await self._deliver_before_restart(adapter, cfg.csms.call_timeout_s)
+                await settings_store.set(LAST_EXIT_KEY, "reset")
+                for link in (self.adapter, self.adapter201):
+                    if link is not None and link.online and link.outbox is not None:
+                        await self._deliver_before_restart(link.outbox, cfg.csms.call_timeout_s)
             return self._exit
         finally:
             if self._exit != ExitReason.RESET:
@@ -432,8 +477,14 @@ class App:
         return slots, firmware, diagnostics
 
     async def _wait_registered(self) -> None:
-        assert self.adapter is not None
-        await self.adapter.registered.wait()
+        """Until the first Accepted BootNotification, in whichever version."""
+        events = [a.registered for a in (self.adapter, self.adapter201) if a is not None]
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     def _firmware_reboot(self) -> None:
         """Reboot into the new slot: the configured command, else restart the process."""
@@ -447,13 +498,11 @@ class App:
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    async def _deliver_before_restart(adapter: V16Adapter, timeout_s: float) -> None:
-        """OCPP 1.6 5.14: the StopTransactions of a Reset go out before the restart
-        when the CSMS is reachable (bounded; otherwise they stay queued)."""
-        if not adapter.online:
-            return
+    async def _deliver_before_restart(outbox: OutboxDelivery, timeout_s: float) -> None:
+        """OCPP 1.6 5.14 / 2.0.1 B11: the transaction messages of a Reset go out before
+        the restart when the CSMS is reachable (bounded; otherwise they stay queued)."""
         try:
-            await asyncio.wait_for(adapter.outbox.idle.wait(), timeout_s)
+            await asyncio.wait_for(outbox.idle.wait(), timeout_s)
         except TimeoutError:
             log.warning("restarting with transaction messages still queued")
 

@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sim", action="store_true", help="simulated hardware for every EVSE")
     run.add_argument("--csms", help="CSMS base URL (the identity is appended)")
     run.add_argument("--id", dest="charge_point_id", help="charge point identity")
-    run.add_argument("--ocpp", choices=["1.6"], help="OCPP version")
+    run.add_argument(
+        "--ocpp",
+        choices=["1.6", "2.0.1", "auto"],
+        help="OCPP version (auto: offer 2.0.1 and 1.6, use what the CSMS selects)",
+    )
     run.add_argument("--data-dir", type=Path, help="data directory")
     run.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
 

@@ -39,7 +39,11 @@ ROLES = ("meter", "contactor", "pilot", "token_reader", "lock", "indicator")
 OPTIONAL_ROLES = ("token_reader", "lock", "indicator")
 NO_SIM_ROLES = ("lock", "indicator")  # the simulated rig has neither
 SIM_BACKEND = "sim"
-OCPP_VERSIONS = ("1.6",)
+SELF_CLOSING_CONTACTORS = frozenset({"openevse-rapi"})
+"""Contactor backends whose relay a safety MCU closes by itself (in state C, with PWM
+on): the agent cannot hold it open until a connector lock is confirmed."""
+OCPP_VERSIONS = ("1.6", "2.0.1", "auto")
+"""Accepted ``csms.ocpp_version`` values; "auto" offers 2.0.1 and 1.6 and uses the CSMS's pick."""
 
 
 class ConfigError(ValueError):
@@ -303,6 +307,11 @@ def _evse(table: Any, index: int, validate: BackendValidator | None) -> EvseConf
         raise ConfigError(f"{path}.phases: must be 1 or 3")
     meter, contactor, pilot = roles["meter"], roles["contactor"], roles["pilot"]
     assert meter is not None and contactor is not None and pilot is not None
+    if roles.get("lock") is not None and contactor.backend in SELF_CLOSING_CONTACTORS:
+        raise ConfigError(
+            f"{path}.lock: the {contactor.backend} contactor closes by itself in state C, "
+            "before a lock could be confirmed; use a board that locks on its own"
+        )
     return EvseConfig(
         id=scalars.id,
         meter=meter,

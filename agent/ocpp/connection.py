@@ -1,8 +1,10 @@
 """WebSocket connection supervision for OCPP-J.
 
-Connects to ``<base url>/<charge point id>`` with the version adapter's
-subprotocol, authenticates per the security profile, and hands the socket to the
-adapter. When the connection fails or ends, it waits an exponentially growing,
+Connects to ``<base url>/<charge point id>`` offering the subprotocols of the
+version adapters it was given (e.g. ``ocpp2.0.1, ocpp1.6`` for "auto"),
+authenticates per the security profile, and hands the socket to the adapter of the
+subprotocol the CSMS selected (OCPP-J 2.0.1 Part 4 3.1: the server picks one; a CSMS
+that selects none is refused). When the connection fails or ends, it waits an exponentially growing,
 jittered delay and tries again, forever. Charging never waits for it.
 
 Liveness: WebSocket pings (``websocket_ping_interval_s``; no pong within the same
@@ -17,13 +19,14 @@ import base64
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
+from agent.authorization.authorizer import IdTagInfo, OnlineAuthorizer
 from agent.config import CsmsConfig
 from agent.settings import Settings
 
@@ -36,6 +39,28 @@ class SessionRunner(Protocol):
     subprotocol: str
 
     async def run_session(self, ws: Any, charge_point_id: str) -> None: ...
+
+
+class FirstOnline:
+    """The CSMS side of authorization with several version adapters ("auto"): at most
+    one has a session, so the one that is online answers.
+
+    Args:
+        links: The adapters, each an ``OnlineAuthorizer``.
+    """
+
+    def __init__(self, links: Sequence[OnlineAuthorizer]) -> None:
+        self._links = tuple(links)
+
+    @property
+    def online(self) -> bool:
+        return any(link.online for link in self._links)
+
+    async def authorize_online(self, id_tag: str) -> IdTagInfo | None:
+        for link in self._links:
+            if link.online:
+                return await link.authorize_online(id_tag)
+        return None
 
 
 def backoff_delay_s(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -75,7 +100,8 @@ class ConnectionSupervisor:
     Args:
         csms: URL, security profile and timing.
         charge_point_id: Identity appended to the URL.
-        runner: The version adapter (offers its subprotocol, runs sessions).
+        runner: The version adapter (offers its subprotocol, runs sessions); or
+        runners: Several, offered in this order of preference (version "auto").
         settings: For ``websocket_ping_interval_s`` and ``authorization_key``.
         on_connection: Optional hook called with True on connect, False on loss.
         rng: Jitter source (seeded in tests).
@@ -86,7 +112,8 @@ class ConnectionSupervisor:
         *,
         csms: CsmsConfig,
         charge_point_id: str,
-        runner: SessionRunner,
+        runner: SessionRunner | None = None,
+        runners: Sequence[SessionRunner] = (),
         settings: Settings,
         on_connection: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
@@ -94,7 +121,9 @@ class ConnectionSupervisor:
     ) -> None:
         self._csms = csms
         self._id = charge_point_id
-        self._runner = runner
+        self._runners = {r.subprotocol: r for r in ([runner] if runner else []) + list(runners)}
+        if not self._runners:
+            raise ValueError("ConnectionSupervisor needs at least one runner")
         self._settings = settings
         self._on_connection = on_connection
         self._rng = rng or random.Random()
@@ -118,7 +147,7 @@ class ConnectionSupervisor:
             try:
                 async with connect(
                     url,
-                    subprotocols=[self._runner.subprotocol],  # type: ignore[list-item]
+                    subprotocols=list(self._runners),  # type: ignore[arg-type]
                     additional_headers=self._headers(),
                     ssl=tls_context(self._csms) if url.startswith("wss://") else None,
                     open_timeout=self._csms.connect_timeout_s,
@@ -127,16 +156,17 @@ class ConnectionSupervisor:
                     close_timeout=2,
                     max_size=MAX_FRAME_BYTES,
                 ) as ws:
-                    if ws.subprotocol != self._runner.subprotocol:
-                        log.error("CSMS did not accept subprotocol %s", self._runner.subprotocol)
+                    runner = self._runners.get(str(ws.subprotocol))
+                    if ws.subprotocol is None or runner is None:
+                        log.error("CSMS accepted none of %s", ", ".join(self._runners))
                         await ws.close(1002, "subprotocol required")
                     else:
                         self.connects += 1
                         attempt = 0
-                        log.info("connected to %s", url)
+                        log.info("connected to %s (%s)", url, ws.subprotocol)
                         self._notify(True)
                         try:
-                            await self._runner.run_session(ws, self._id)
+                            await runner.run_session(ws, self._id)
                         finally:
                             self._notify(False)
             except asyncio.CancelledError:

@@ -255,10 +255,10 @@ REFUSALS = [
         put("csms", "call_timeout_s", value=0), "csms.call_timeout_s", "> 0", id="timeout-0"
     ),
     pytest.param(
-        put("csms", "ocpp_version", value="2.0.1"),
+        put("csms", "ocpp_version", value="2.1"),
         "csms.ocpp_version",
         "not supported",
-        id="ocpp-2.0.1",
+        id="ocpp-2.1",
     ),
     pytest.param(
         put("csms", "url", value="https://csms.example.com"), "csms.url", "ws", id="https-url"
