@@ -253,11 +253,14 @@ class App:
             )
             station.attach_reservations(reservations)
             slots, firmware, diagnostics = self._build_firmware(store, station)
+            # slot backends block (``rauc status`` can take seconds): not on the loop
+            booted_version = await asyncio.to_thread(slots.booted_version)
+            booted_slot = await asyncio.to_thread(slots.booted_slot)
             boot = BootInfo(
                 vendor=cfg.station.vendor,
                 model=cfg.station.model,
                 serial_number=cfg.station.serial_number,
-                firmware_version=slots.booted_version(),
+                firmware_version=booted_version,
             )
             version = cfg.csms.ocpp_version
             runners: list[SessionRunner] = []  # in order of preference ("auto": 2.0.1 first)
@@ -333,8 +336,8 @@ class App:
             log.info(
                 "evse-agent %s (firmware %s, slot %s) running as %s",
                 __version__,
-                slots.booted_version(),
-                slots.booted_slot(),
+                booted_version,
+                booted_slot,
                 cfg.station.charge_point_id,
             )
             stopper = asyncio.create_task(self._stop.wait())

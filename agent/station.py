@@ -245,7 +245,7 @@ class Station:
         s = ctl.state
         return (
             s.operative
-            and not s.faulted
+            and not s.blocked  # EV-side errors too, as the machine does
             and not s.tx_active
             and s.pending_auth is None
             and s.authorized_id is None
@@ -291,10 +291,19 @@ class Station:
     async def hold_for_maintenance(self) -> None:
         """Firmware install pending (whitepaper L01.FR.06/07): idle EVSEs become
         Unavailable, running transactions finish first. Not persisted: a reboot
-        ends the hold."""
+        ends the hold.
+
+        Returns once every controller has processed the hold and what was queued
+        before it (a start already in an inbox has begun its transaction by then,
+        which ``wait_no_transaction`` sees)."""
         self._maintenance = True
         for ctl in self.controllers.values():
             ctl.post(charger.AvailabilityChanged(self.effective_operative(ctl.evse_id)))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until every controller processed the events posted so far."""
+        await asyncio.gather(*(c.drain() for c in self.controllers.values()))
 
     def release_maintenance(self) -> None:
         """End ``hold_for_maintenance``: back to the persisted availability."""
@@ -305,7 +314,11 @@ class Station:
             ctl.post(charger.AvailabilityChanged(self.effective_operative(ctl.evse_id)))
 
     async def wait_no_transaction(self) -> None:
-        """Return once no EVSE runs a transaction."""
+        """Return once no EVSE runs a transaction.
+
+        Drains the inboxes first, so a start queued before this call (remote start,
+        authorization answer, plug-in) counts as a running transaction."""
+        await self._drain()
         await asyncio.gather(*(c.wait_no_transaction() for c in self.controllers.values()))
 
     def hal_ok(self) -> bool:
@@ -316,7 +329,7 @@ class Station:
         """Stop every transaction with SoftReset/HardReset, then request a restart."""
         reason = StopReason.SOFT_RESET if kind == ResetKind.SOFT else StopReason.HARD_RESET
         for ctl in self.controllers.values():
-            if ctl.transaction is not None:
+            if ctl.state.tx_active:  # also one decided but not yet journalled
                 ctl.post(charger.StopRequested(reason))
         # the stops are journalled before the restart
         await asyncio.gather(*(c.wait_no_transaction() for c in self.controllers.values()))

@@ -28,6 +28,13 @@ from hal.pilot import PilotOutput
 
 CONNECTION_TIMER = "connection_timeout"
 
+EV_SIDE_ERRORS = frozenset({FaultCode.EV_COMMUNICATION_ERROR})
+"""Errors on the EV's side of the link. They stop the energy exactly as a fault does
+(contactor open, no PWM / output off), but OCPP 1.6 allows EVCommunicationError only
+with Preparing, SuspendedEV, SuspendedEVSE and Finishing (REFERENCE 2.3): the status
+is the session's (SuspendedEVSE while a transaction runs) with the error code, never
+Faulted."""
+
 
 # ---------------------------------------------------------------- configuration
 
@@ -233,7 +240,8 @@ class ChargerState:
 
     Attributes:
         plugged, power_requested, ventilation_required, pilot_error: from the CP.
-        faults: active hardware faults with their detail text.
+        faults: active hardware faults with their detail text (EV-side errors,
+            ``EV_SIDE_ERRORS``, included: they block energy but do not fault).
         operative: requested availability (a running transaction finishes first).
         pending_auth: id tag waiting for an authorization answer.
         authorized_id: accepted id tag not yet used by a transaction.
@@ -271,6 +279,18 @@ class ChargerState:
 
     @property
     def faulted(self) -> bool:
+        """A fault that makes the status Faulted: a hardware fault other than an
+        EV-side error, or CP in E/F."""
+        return self.pilot_error or any(code not in EV_SIDE_ERRORS for code, _ in self.faults)
+
+    @property
+    def ev_error(self) -> FaultCode | None:
+        """The active EV-side error (``EV_SIDE_ERRORS``), None when there is none."""
+        return next((code for code, _ in self.faults if code in EV_SIDE_ERRORS), None)
+
+    @property
+    def blocked(self) -> bool:
+        """No energy and no new session: any fault, EV-side errors included."""
         return bool(self.faults) or self.pilot_error
 
 
@@ -388,7 +408,7 @@ def _on_token(s: ChargerState, tag: str, effects: list[Effect]) -> ChargerState:
 
 
 def _can_start(s: ChargerState) -> bool:
-    return s.operative and not s.faulted and not s.tx_active
+    return s.operative and not s.blocked and not s.tx_active
 
 
 def _may_use(s: ChargerState, reservation_id: int | None) -> bool:
@@ -446,7 +466,7 @@ def offers_energy(s: ChargerState) -> bool:
     return (
         s.tx_active
         and s.plugged
-        and not s.faulted
+        and not s.blocked
         and iec61851.duty_for_current(s.limit_a) is not None
         and not (s.ventilation_required and not s.config.ventilation_available)
     )
@@ -466,13 +486,35 @@ def desired_pilot(s: ChargerState) -> PilotOutput:
 
 def derive_status(s: ChargerState) -> PublishStatus:
     """The OCPP-visible status (1.6 §4.9 rules, REFERENCE 2.3)."""
-    if s.faults:
-        code, detail = s.faults[0]
+    hard = [(code, detail) for code, detail in s.faults if code not in EV_SIDE_ERRORS]
+    if hard:
+        code, detail = hard[0]
         return PublishStatus(ConnectorStatus.FAULTED, code, detail or None)
     if s.pilot_error:
         return PublishStatus(
             ConnectorStatus.FAULTED, FaultCode.OTHER_ERROR, "control pilot in state E/F"
         )
+    status = _session_status(s)
+    ev_error = s.ev_error
+    if ev_error is not None and status.status in _EV_ERROR_STATUSES:
+        detail = next(detail for code, detail in s.faults if code is ev_error)
+        return PublishStatus(status.status, ev_error, detail or status.info)
+    return status
+
+
+_EV_ERROR_STATUSES = frozenset(
+    {
+        ConnectorStatus.PREPARING,
+        ConnectorStatus.SUSPENDED_EV,
+        ConnectorStatus.SUSPENDED_EVSE,
+        ConnectorStatus.FINISHING,
+    }
+)
+"""The statuses OCPP 1.6 allows EVCommunicationError with (REFERENCE 2.3)."""
+
+
+def _session_status(s: ChargerState) -> PublishStatus:
+    """The status without hardware faults (an EV-side error only withholds energy)."""
     if s.tx_active:
         if not s.plugged:
             return PublishStatus(ConnectorStatus.SUSPENDED_EV, None, "EV side disconnected")

@@ -9,6 +9,14 @@ decisions (DESIGN "Safety ordering", IEC 61851-1 Table A.6 seq. 8.1):
   the event is queued, so the opening never waits behind disk or network I/O;
 * a hardware fault report opens the contactor the same way.
 
+The machine decides on the events it has processed; facts that arrived since (a CP
+change, a fault report, the lock position) may still wait in the inbox when a
+``SetContactor(True)`` runs, e.g. after the lock motor moved. So one synchronous
+guard (``_close_refusal``) runs right before every ``switch(True)``: CP in C/D, no
+active fault (the set the fault callback keeps before it posts), lock confirmed
+(when there is a lock), controller running. A refused close needs no retry: the
+pending event makes the machine open and, once the cause is gone, close again.
+
 When the controller task ends for any reason (stop, cancel, crash) it opens the
 contactor and drives CP to state F in a shielded, time-bounded ``finally``.
 """
@@ -72,6 +80,13 @@ class _ClockAligned:
     """Inbox item: take the clock-aligned sample due at ``timestamp`` (ISO 8601 UTC)."""
 
     timestamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Barrier:
+    """Inbox item: set ``passed`` once every item queued before it was processed."""
+
+    passed: asyncio.Event
 
 
 class TokenAuthorizer(Protocol):
@@ -153,7 +168,7 @@ class EvseController:
         self._admit = admit
         self._max_current_a = max_current_a
         self._limits_a: dict[str, float] = {}
-        self._inbox: asyncio.Queue[charger.Event | _ClockAligned] = asyncio.Queue()
+        self._inbox: asyncio.Queue[charger.Event | _ClockAligned | _Barrier] = asyncio.Queue()
         self._pilot_state = iec61851.PilotState()
         self._state, self._initial_effects = charger.initial_state(
             config=self._charger_config(ventilation_available),
@@ -167,7 +182,12 @@ class EvseController:
         self._sampler: asyncio.Task[None] | None = None
         self._last_status: EvseStatusChanged | None = None
         self._lock_fault = False  # CONNECTOR_LOCK_FAILURE raised by this controller
+        self._lock_commanded = False  # this session commanded the lock (unlock at its end)
+        self._active_faults: set[FaultCode] = set()  # as reported, before the machine knows
+        self._running = False  # between hardware start and the safe-state ``finally``
+        self._barriers: set[asyncio.Event] = set()  # ``drain`` calls not yet passed
         self._started = asyncio.Event()
+        self._stopped = False  # the controller task has ended
         self._no_transaction = asyncio.Event()
         self._no_transaction.set()
         settings.subscribe(self._on_setting)
@@ -247,29 +267,66 @@ class EvseController:
         await self._started.wait()
 
     async def wait_no_transaction(self) -> None:
-        """Return once no transaction runs (its end is journalled)."""
+        """Return once no transaction runs (its end is journalled).
+
+        The flag is cleared in the same step in which the machine decides to begin a
+        transaction, before the journal is written. Events still queued are not
+        looked at: call ``drain`` first to see their effect.
+        """
         await self._no_transaction.wait()
+
+    async def drain(self) -> None:
+        """Return once every event posted before this call has been processed
+        (their effects executed, including journal writes).
+
+        A barrier for callers that post an event and then look at the state (e.g. the
+        station's maintenance hold before ``wait_no_transaction``). Returns at once
+        when the controller has stopped; before it started, it waits for the start.
+        """
+        if self._stopped:
+            return
+        passed = asyncio.Event()
+        self._barriers.add(passed)
+        self._inbox.put_nowait(_Barrier(passed))
+        try:
+            await passed.wait()
+        finally:
+            self._barriers.discard(passed)
 
     async def run(self) -> None:
         """Run until cancelled. Outputs are left safe however it ends."""
         try:
             for effect in self._initial_effects:
                 await self._execute(effect)
+            self._running = True
             await self._start_hardware()
             self._started.set()
             while True:
                 event = await self._inbox.get()
+                if isinstance(event, _Barrier):
+                    event.passed.set()
+                    continue
                 if isinstance(event, _ClockAligned):
                     await self._sample_clock_aligned(event.timestamp)
                     continue
                 self._state, effects = charger.step(self._state, event)
+                if any(isinstance(e, charger.BeginTransaction) for e in effects):
+                    # a transaction is decided: from now on there is one (firmware
+                    # install, reset wait for its end), although it is journalled later
+                    self._no_transaction.clear()
                 for effect in effects:
                     await self._execute(effect)
         finally:
             # Synchronously, before any await: contactor open, then CP to F.
+            self._running = False
+            self._stopped = True
             self.hw.contactor.switch(False)
             self._drop_deferred_pilot()
             self.hw.pilot.set_output(PilotOutput.error())
+            for passed in self._barriers:  # nothing more will be processed
+                passed.set()
+            if self._tx is None:  # one decided but never journalled will not begin now
+                self._no_transaction.set()
             await _shielded(self._release())
 
     # ------------------------------------------------------ hardware edges
@@ -278,6 +335,8 @@ class EvseController:
         await self.hw.contactor.start(self._on_fault)
         await self.hw.pilot.start(self._on_cp_state, self._on_fault)
         await self.hw.meter.start(self._on_reading, self._on_fault)
+        if self.hw.lock is not None:
+            await self.hw.lock.start(self._on_fault)  # supervised while charging
         if self.hw.token_reader is not None:
             await self.hw.token_reader.start(self._on_token)
 
@@ -297,8 +356,12 @@ class EvseController:
             self.post(charger.Pilot(*events))
 
     def _on_fault(self, report: FaultReport) -> None:
-        if report.active and self.hw.contactor.is_on:
-            self.hw.contactor.switch(False)
+        if report.active:
+            self._active_faults.add(report.code)  # seen by ``_close_refusal`` at once
+            if self.hw.contactor.is_on:
+                self.hw.contactor.switch(False)
+        else:
+            self._active_faults.discard(report.code)
         log.warning(
             "evse %d: fault %s %s %s",
             self.evse_id,
@@ -332,16 +395,10 @@ class EvseController:
 
     async def _execute(self, effect: charger.Effect) -> None:
         match effect:
-            case charger.SetContactor(on=on):
-                if on and not iec61851.is_power_state(self.hw.pilot.state):
-                    # The EV left C/D after the machine decided: the Pilot event is
-                    # already queued and will correct the state. Never close here.
-                    return
-                if on and not await self._lock_connector():
-                    return  # the fault is queued; the machine opens again
-                if on and not iec61851.is_power_state(self.hw.pilot.state):
-                    return  # the EV left C/D while the lock moved
-                self.hw.contactor.switch(on)
+            case charger.SetContactor(on=False):
+                self.hw.contactor.switch(False)
+            case charger.SetContactor(on=True):
+                await self._close_contactor()
             case charger.SetPilot(output=output):
                 self._set_pilot(output)
             case charger.RequestAuthorization(id_tag=tag):
@@ -365,6 +422,38 @@ class EvseController:
                 self._timers[name] = loop.call_later(delay_s, self.post, charger.TimerExpired(name))
             case charger.CancelTimer(name=name):
                 self._cancel_timer(name)
+
+    async def _close_contactor(self) -> None:
+        """Lock, then close, if the guard still allows it after the lock moved."""
+        refusal = self._close_refusal(lock_checked=False)
+        if refusal is None:
+            if not await self._lock_connector():
+                return  # the lock failure is reported; the machine opens again
+            refusal = self._close_refusal(lock_checked=True)  # facts changed meanwhile?
+        if refusal is not None:
+            log.info("evse %d: contactor not closed: %s", self.evse_id, refusal)
+            return
+        self.hw.contactor.switch(True)
+
+    def _close_refusal(self, *, lock_checked: bool) -> str | None:
+        """The one guard before every ``switch(True)``: why the contactor must stay
+        open now, None when it may close. Synchronous, so nothing can change between
+        it and the switch.
+
+        Args:
+            lock_checked: Whether to require the lock confirmed (False for the
+                check before the lock is moved).
+        """
+        if not self._running:
+            return "controller stopping"
+        if not iec61851.is_power_state(self.hw.pilot.state):
+            return f"CP in {self.hw.pilot.state}"  # the Pilot event is queued
+        if self._active_faults:
+            return "fault active: " + ", ".join(sorted(self._active_faults))
+        lock = self.hw.lock
+        if lock_checked and lock is not None and not lock.is_locked:
+            return "connector not locked"
+        return None
 
     def _cancel_timer(self, name: str) -> None:
         handle = self._timers.pop(name, None)
@@ -442,19 +531,22 @@ class EvseController:
         self, id_tag: str, remote_start_id: int | None, reservation_id: int | None
     ) -> None:
         timestamp = self._clock.iso_now()
-        self._tx = await self._journal.begin(
-            evse_id=self.evse_id,
-            connector_id=self.evse_id,
-            id_tag=id_tag,
-            meter_start_wh=self._meter_wh(),
-            timestamp=timestamp,
-            remote_start_id=remote_start_id,
-            reservation_id=reservation_id,
-            stop_data=self._stop_sample(
-                "stop_txn_sampled_data", ReadingContext.TRANSACTION_BEGIN, timestamp
-            ),
-        )
-        self._no_transaction.clear()
+        try:
+            self._tx = await self._journal.begin(
+                evse_id=self.evse_id,
+                connector_id=self.evse_id,
+                id_tag=id_tag,
+                meter_start_wh=self._meter_wh(),
+                timestamp=timestamp,
+                remote_start_id=remote_start_id,
+                reservation_id=reservation_id,
+                stop_data=self._stop_sample(
+                    "stop_txn_sampled_data", ReadingContext.TRANSACTION_BEGIN, timestamp
+                ),
+            )
+        except BaseException:
+            self._no_transaction.set()  # cleared when it was decided; none began
+            raise
         log.info("evse %d: transaction %s started for %s", self.evse_id, self._tx.tx_id, id_tag)
         self._on_tx_message()
         self._sampler = asyncio.create_task(self._sample_loop(self._tx.tx_id))
@@ -497,8 +589,9 @@ class EvseController:
         """Lock before closing the contactor (REFERENCE 1.4). Blocks this EVSE's inbox
         for at most the lock's timeout; the CP interlock does not wait for it."""
         lock = self.hw.lock
-        if lock is None or lock.is_locked:
+        if lock is None or (self._lock_commanded and lock.is_locked):
             return True
+        self._lock_commanded = True  # commanded once per session, idempotent if locked
         if await lock.lock():
             return True
         self._lock_fault = True
@@ -508,8 +601,13 @@ class EvseController:
     async def _unlock_connector(self) -> None:
         """Unlock once the contactor is open at the end of a session."""
         lock = self.hw.lock
-        if lock is None or not lock.is_locked or self.hw.contactor.is_on:
+        if lock is None or self.hw.contactor.is_on:
             return
+        if not lock.is_locked and not self._lock_commanded:
+            return
+        # also when it was forced open: the commanded position becomes "unlocked",
+        # which ends the lock's supervision fault
+        self._lock_commanded = False
         if not await lock.unlock():
             self._lock_fault = True
             self._on_fault(

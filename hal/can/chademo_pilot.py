@@ -9,10 +9,12 @@ line, so sessions, authorization and faults work unchanged:
     0x102 not permitting         -> B           steady   -> 0 A, not charging
     0x102 charging enabled (and  -> C           error    -> 0 A, charger stop control
       in Park, no fault, no stop request)
-    frames lost while in session -> E + EVCommunicationError fault
+    frames lost while in session -> B + EVCommunicationError fault
 
-Vehicle fault flags (0x102 bytes 4/5) become ``FaultReport``s. The 0x102
-state of charge is offered as ``soc_pct``.
+A lost link is B, not E: E/F are CP faults (status Faulted), while OCPP 1.6 reports
+EVCommunicationError with SuspendedEVSE during a session (REFERENCE 2.3); the fault
+alone stops the energy. Vehicle fault flags (0x102 bytes 4/5) become
+``FaultReport``s. The 0x102 state of charge is offered as ``soc_pct``.
 
 Loss of the vehicle's 0x102 for ``timeout_s`` is a communication fault unless
 the vehicle said goodbye first: its last 0x102 asked for a normal stop with
@@ -109,7 +111,7 @@ class ChademoCanPilot:
     Timing: 0x108/0x109 go out every ``tx_period_s`` and at once on every
     ``set_output`` and every change of the vehicle's state or faults. Callbacks
     run in the event loop thread. Loss of 0x102 for ``timeout_s`` raises
-    ``EVCommunicationError`` (then state E) within about one loop iteration of
+    ``EVCommunicationError`` (then state B) within about one loop iteration of
     the deadline; the next valid 0x102 clears it.
 
     Args:
@@ -303,7 +305,7 @@ class ChademoCanPilot:
         # Safe output first (the frames say stop), then the fault, then the state.
         self._link_fault.raise_(f"no CHAdeMO vehicle status (0x102) for {self._timeout_s} s")
         self._endpoint.send_now()
-        self._report(CpState.E)
+        self._report(CpState.B)  # still connected as far as we know; not a CP fault
 
     def _forget_vehicle(self) -> None:
         self._status = None

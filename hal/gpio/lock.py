@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from hal._threading import call_in_loop
+from hal.types import FaultCode, FaultReport
 
 
 class GpioConnectorLock:
@@ -28,6 +30,13 @@ class GpioConnectorLock:
 
     Position edges come from gpiozero's thread on real pins (synchronously on
     mock pins) and reach the loop through ``hal._threading.call_in_loop``.
+
+    Supervision (after ``start``): an edge outside a move that takes the switch
+    away from the commanded position reports ``FaultCode.CONNECTOR_LOCK_FAILURE``
+    through ``on_fault`` in the loop thread; the switch back at the commanded
+    position (an edge, or a later move that confirms it) clears it. Edges while
+    a move runs (from its start until it returns) are the move's own and are
+    not reported.
 
     Args:
         lock_pin: Output driving the motor to "locked".
@@ -85,6 +94,9 @@ class GpioConnectorLock:
         self._commanded_locked = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._moved = asyncio.Event()
+        self._moving = False  # a lock/unlock move runs: its edges are not supervised
+        self._on_fault: Callable[[FaultReport], None] | None = None
+        self._fault_active = False  # CONNECTOR_LOCK_FAILURE reported by the supervision
         self._closed = False
 
     @property
@@ -95,6 +107,16 @@ class GpioConnectorLock:
         if self._feedback is None:
             return self._commanded_locked
         return bool(self._feedback.value)
+
+    async def start(self, on_fault: Callable[[FaultReport], None]) -> None:
+        """Supervise the position switch from now on (see the class docstring).
+
+        Args:
+            on_fault: Called in the loop thread with CONNECTOR_LOCK_FAILURE raised
+                or cleared.
+        """
+        self._on_fault = on_fault
+        self._hook_feedback()
 
     async def lock(self) -> bool:
         """Lock the connector; True when the position switch confirms in time."""
@@ -117,6 +139,16 @@ class GpioConnectorLock:
         if self._closed:
             return False
         self._hook_feedback()
+        self._moving = True
+        try:
+            confirmed = await self._drive(locked)
+        finally:
+            self._moving = False
+        if confirmed:
+            self._supervise()  # a confirmed position clears a supervision fault
+        return confirmed
+
+    async def _drive(self, locked: bool) -> bool:
         self._commanded_locked = locked
         if self._feedback is not None and self.is_locked == locked:
             return True
@@ -146,7 +178,27 @@ class GpioConnectorLock:
         self._feedback.when_deactivated = self._on_edge
 
     def _on_edge(self) -> None:
-        """gpiozero callback: any thread; hop into the loop."""
+        """gpiozero callback: any thread; hop into the loop, telling whether the
+        edge came while a move ran (read here, at the edge, not when it arrives)."""
         loop = self._loop
         if loop is not None:
-            call_in_loop(loop, self._moved.set)
+            call_in_loop(loop, self._on_position, self._moving)
+
+    def _on_position(self, during_move: bool) -> None:
+        """In the loop: wake a waiting move; outside moves, supervise."""
+        self._moved.set()
+        if not during_move and not self._moving:
+            self._supervise()
+
+    def _supervise(self) -> None:
+        """Report the switch leaving the commanded position, or returning to it."""
+        on_fault = self._on_fault
+        if on_fault is None or self._feedback is None or self._closed:
+            return
+        away = self.is_locked != self._commanded_locked
+        if away == self._fault_active:
+            return
+        self._fault_active = away
+        want = "locked" if self._commanded_locked else "unlocked"
+        detail = f"lock left the {want} position" if away else f"lock {want} again"
+        on_fault(FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, away, detail))

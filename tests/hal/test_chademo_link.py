@@ -213,7 +213,7 @@ async def test_vehicle_silence_is_an_ev_communication_error_and_recovers(bench: 
         )
     ]
     # fault first (the controller opens the contactor on it), then the state
-    assert bench.events[-2:] == [bench.faults[0], CpState.E]
+    assert bench.events[-2:] == [bench.faults[0], CpState.B]  # not E: no CP fault
     assert bench.pilot.soc_pct is None
     # the output is off whatever the core still commands (PWM)
     await bench.vehicle.wait_for_charger(

@@ -1,4 +1,5 @@
-"""GpioConnectorLock (the real driver) on mock pins: motor pins move a simulated actuator."""
+"""GpioConnectorLock (the real driver) on mock pins: motor pins move a simulated actuator;
+the position switch is supervised between moves."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 
 from hal.gpio.lock import GpioConnectorLock
 from hal.sim.cp_adc import SimBoardFactory, SimLockActuator
+from hal.types import FaultCode, FaultReport
 
 LOCK, UNLOCK, SWITCH = 5, 6, 13
+GUARD_S = 5.0
 
 
 @pytest.fixture
@@ -102,3 +105,70 @@ def test_bad_timing_is_refused() -> None:
             pulse_s=0.5,
             timeout_s=0.1,
         )
+
+
+# ------------------------------------------------ supervision (ConnectorLock.start)
+
+
+async def _supervised(
+    lock: GpioConnectorLock,
+) -> asyncio.Queue[FaultReport]:
+    reports: asyncio.Queue[FaultReport] = asyncio.Queue()
+    await lock.start(reports.put_nowait)
+    return reports
+
+
+async def _next(reports: asyncio.Queue[FaultReport]) -> FaultReport:
+    return await asyncio.wait_for(reports.get(), GUARD_S)
+
+
+async def test_forced_open_while_locked_is_a_lock_failure_until_it_is_back(rig) -> None:  # type: ignore[no-untyped-def]
+    lock, actuator, _factory = rig
+    reports = await _supervised(lock)
+    assert await lock.lock()  # the move's own edge is not reported...
+    actuator.switch.drive_low()  # ...a pull on the handle is
+    raised = await _next(reports)
+    assert (raised.code, raised.active) == (FaultCode.CONNECTOR_LOCK_FAILURE, True)
+    assert not lock.is_locked
+    actuator.switch.drive_high()  # the bolt snaps back
+    cleared = await _next(reports)
+    assert (cleared.code, cleared.active) == (FaultCode.CONNECTOR_LOCK_FAILURE, False)
+    assert reports.empty()
+
+
+async def test_unlocking_after_a_forced_open_clears_the_failure(rig) -> None:  # type: ignore[no-untyped-def]
+    lock, actuator, _factory = rig
+    reports = await _supervised(lock)
+    assert await lock.lock()
+    actuator.switch.drive_low()
+    assert (await _next(reports)).active
+    assert await lock.unlock()  # end of session: the commanded position is "unlocked"
+    assert not (await _next(reports)).active
+
+
+async def test_moves_report_nothing_and_a_failed_move_is_left_to_the_caller(rig) -> None:  # type: ignore[no-untyped-def]
+    lock, actuator, _factory = rig
+    reports = await _supervised(lock)
+    assert await lock.lock()
+    assert await lock.unlock()
+    actuator.jammed = True
+    assert not await lock.lock()  # commanded locked, switch open: the caller reports
+    # an edge outside any move is the first thing the supervision reports
+    actuator.switch.drive_high()
+    actuator.switch.drive_low()
+    first = await _next(reports)
+    assert first.active and "left the locked position" in first.detail
+
+
+async def test_without_a_switch_there_is_nothing_to_supervise() -> None:
+    factory = SimBoardFactory()
+    lock = GpioConnectorLock(
+        lock_pin=LOCK, unlock_pin=UNLOCK, feedback_pin=None, pin_factory=factory, pulse_s=0.01
+    )
+    try:
+        reports = await _supervised(lock)
+        assert await lock.lock()
+        assert await lock.unlock()
+        assert reports.empty()
+    finally:
+        await lock.stop()

@@ -176,6 +176,34 @@ async def test_jammed_lock_is_a_lock_failure_and_never_closes(
     )
 
 
+async def test_lock_forced_open_while_charging_opens_the_contactor(
+    csms: CsmsEmulator, station: Station
+) -> None:
+    board = station.board
+    board.ev.plug()
+    await csms.call(CHARGE_POINT_ID, call.RemoteStartTransaction(id_tag="GPIO", connector_id=1))
+    charging = await csms.wait_for(
+        "StatusNotification", predicate=_status("Charging"), timeout_s=GUARD_S
+    )
+    assert board.coil_is_on()
+
+    board.lock.switch.drive_low()  # the position switch: no longer locked (forced, broken)
+    faulted = await csms.wait_for(
+        "StatusNotification",
+        predicate=lambda c: c.seq > charging.seq and _status("Faulted", "ConnectorLockFailure")(c),
+        timeout_s=GUARD_S,
+    )
+    assert not board.coil_is_on()
+
+    board.lock.switch.drive_high()  # locked again: the session goes on
+    await csms.wait_for(
+        "StatusNotification",
+        predicate=lambda c: c.seq > faulted.seq and _status("Charging")(c),
+        timeout_s=GUARD_S,
+    )
+    assert board.coil_is_on()
+
+
 async def test_a_13_a_cable_caps_the_offered_current(csms: CsmsEmulator, station: Station) -> None:
     board = station.board
     board.cp.cable_ohm = PP_NOMINAL_OHM[13.0]  # PP: a 13 A cable in the socket

@@ -1,5 +1,5 @@
 """The session machine: tables of (state, event) -> (state, effects), and the
-safety invariant as a hypothesis stateful test."""
+safety invariant as a hypothesis stateful test (EV-side errors included)."""
 
 from dataclasses import replace
 
@@ -169,6 +169,62 @@ def test_fault_opens_contactor_and_clearing_recovers() -> None:
     assert eff[-2:] == [SetContactor(True), PublishStatus(ConnectorStatus.CHARGING, None, None)]
 
 
+EV_COMM = FaultCode.EV_COMMUNICATION_ERROR
+
+
+def test_ev_communication_error_while_charging_suspends_the_evse_not_faulted() -> None:
+    s, eff = run(charging(), FaultChanged(EV_COMM, True, "no frame 0x102"))
+    assert eff[0] == SetContactor(False)  # energy stops exactly as for a fault
+    assert SetPilot(PilotOutput.steady()) in eff
+    assert s.status == PublishStatus(ConnectorStatus.SUSPENDED_EVSE, EV_COMM, "no frame 0x102")
+    assert s.tx_active
+    s, eff = run(s, FaultChanged(EV_COMM, False))
+    assert eff[-2:] == [SetContactor(True), PublishStatus(ConnectorStatus.CHARGING, None, None)]
+
+
+def test_ev_communication_error_without_transaction() -> None:
+    # (state before, expected status, expected error code): OCPP 1.6 allows
+    # EVCommunicationError only with Preparing/SuspendedEV/SuspendedEVSE/Finishing
+    plugged, _ = run(fresh(), Pilot(PilotEvent.PLUGGED))
+    finishing, _ = run(charging(), StopRequested(StopReason.REMOTE))
+    unplugged_tx = replace(charging(), config=replace(CONFIG, stop_tx_on_ev_side_disconnect=False))
+    unplugged_tx, _ = run(unplugged_tx, Pilot(PilotEvent.POWER_RELEASED, PilotEvent.UNPLUGGED))
+    table = [
+        (plugged, ConnectorStatus.PREPARING, EV_COMM),
+        (finishing, ConnectorStatus.FINISHING, EV_COMM),
+        (unplugged_tx, ConnectorStatus.SUSPENDED_EV, EV_COMM),
+        (fresh(), ConnectorStatus.AVAILABLE, None),  # no EV: not a status it goes with
+    ]
+    for before, status, code in table:
+        s, _ = run(before, FaultChanged(EV_COMM, True, "link lost"))
+        assert s.status is not None
+        assert (s.status.status, s.status.error_code) == (status, code), before
+        assert not s.contactor_on and s.pilot.mode == PilotMode.STEADY
+
+
+def test_ev_communication_error_blocks_a_start_until_cleared() -> None:
+    s, _ = run(fresh(), Pilot(PilotEvent.PLUGGED), FaultChanged(EV_COMM, True))
+    s, eff = run(s, TokenPresented("T"))
+    assert eff == []
+    s, eff = run(s, RemoteStartRequested("R", authorize=False))
+    assert not any(isinstance(e, BeginTransaction) for e in eff)
+    s, eff = run(s, FaultChanged(EV_COMM, False), RemoteStartRequested("R", authorize=False))
+    assert BeginTransaction("R", None) in eff
+
+
+def test_a_hardware_fault_wins_over_an_ev_communication_error() -> None:
+    s, _ = run(
+        charging(),
+        FaultChanged(EV_COMM, True),
+        FaultChanged(FaultCode.GROUND_FAILURE, True, "RCD"),
+    )
+    assert s.status == PublishStatus(ConnectorStatus.FAULTED, FaultCode.GROUND_FAILURE, "RCD")
+    assert s.faulted and s.blocked
+    s, _ = run(s, FaultChanged(FaultCode.GROUND_FAILURE, False))
+    assert s.status is not None and s.status.status == ConnectorStatus.SUSPENDED_EVSE
+    assert not s.faulted and s.blocked  # no Faulted status, still no energy
+
+
 def test_pilot_error_faults_with_other_error() -> None:
     s, _eff = run(charging(), Pilot(PilotEvent.POWER_RELEASED), Pilot(PilotEvent.ERROR_RAISED))
     assert status_of(s) == ConnectorStatus.FAULTED
@@ -218,7 +274,7 @@ events = st.one_of(
     st.sampled_from(list(StopReason)).map(StopRequested),
     st.builds(
         FaultChanged,
-        st.sampled_from([FaultCode.POWER_METER_FAILURE, FaultCode.POWER_SWITCH_FAILURE]),
+        st.sampled_from([FaultCode.POWER_METER_FAILURE, FaultCode.POWER_SWITCH_FAILURE, EV_COMM]),
         st.booleans(),
     ),
     st.booleans().map(AvailabilityChanged),
@@ -279,6 +335,20 @@ class SessionMachine(RuleBasedStateMachine):
             assert not self.cp_error, "contactor on with CP in E/F"
             assert self.state.limit_a >= 6.0
             assert self.state.pilot.mode == PilotMode.PWM
+
+    @invariant()
+    def faulted_only_for_hardware_faults(self) -> None:
+        status = self.state.status
+        assert status is not None
+        hard = bool(self.faults - {EV_COMM}) or self.cp_error
+        assert (status.status == ConnectorStatus.FAULTED) == hard
+        if status.error_code == EV_COMM:  # REFERENCE 2.3
+            assert status.status in {
+                ConnectorStatus.PREPARING,
+                ConnectorStatus.SUSPENDED_EV,
+                ConnectorStatus.SUSPENDED_EVSE,
+                ConnectorStatus.FINISHING,
+            }
 
     @invariant()
     def outputs_match_commands(self) -> None:
