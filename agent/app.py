@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.authorization.authorizer import Authorizer
@@ -48,9 +48,6 @@ from agent.evse.controller import EvseController, EvseHardware
 from agent.ocpp.connection import ConnectionSupervisor, FirstOnline, SessionRunner
 from agent.ocpp.outbox import OutboxDelivery
 from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
-from agent.ocpp.v201 import adapter as v201
-from agent.ocpp.v201.build import build_v201_adapter
-from agent.ocpp.v201.mapping import BootReason, boot_reason
 from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
 from agent.reservations.service import STORE_KEY as RESERVATIONS_KEY
@@ -72,6 +69,9 @@ from hal.modbus.bus import ModbusRtuLines
 from hal.rapi.controller import RapiLinks
 from hal.registry import BackendContext, Registry, default_registry
 from hal.sim.rig import SimEvseRig
+
+if TYPE_CHECKING:
+    from agent.ocpp.v201.adapter import V201Adapter
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class App:
         self.store: Store | None = None
         self.station: Station | None = None
         self.adapter: V16Adapter | None = None  # the 1.6 adapter (versions "1.6", "auto")
-        self.adapter201: v201.V201Adapter | None = None  # versions "2.0.1", "auto"
+        self.adapter201: V201Adapter | None = None  # versions "2.0.1", "auto"
         self.supervisor: ConnectionSupervisor | None = None
         self.firmware: FirmwareManager | None = None
         self.diagnostics: DiagnosticsService | None = None
@@ -265,6 +265,11 @@ class App:
             version = cfg.csms.ocpp_version
             runners: list[SessionRunner] = []  # in order of preference ("auto": 2.0.1 first)
             if version in ("2.0.1", "auto"):
+                # imported here: a 1.6-only agent does not load the 2.0.1 schemas (~10 MB)
+                from agent.ocpp.v201 import adapter as v201
+                from agent.ocpp.v201.build import build_v201_adapter
+                from agent.ocpp.v201.mapping import boot_reason
+
                 reset = ResetKind.HARD if persisted.get(LAST_EXIT_KEY) == "reset" else None
                 self.adapter201 = build_v201_adapter(
                     cfg,
@@ -307,6 +312,8 @@ class App:
             # before the connection: a trial boot of a new slot is counted here
             await firmware.start()
             if self.adapter201 is not None and firmware.phase in _BOOTED_AFTER_INSTALL:
+                from agent.ocpp.v201.mapping import BootReason
+
                 self.adapter201.boot_reason = BootReason.FIRMWARE_UPDATE
             for ctl in controllers.values():
                 tasks.append(asyncio.create_task(ctl.run(), name=f"evse-{ctl.evse_id}"))

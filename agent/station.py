@@ -337,13 +337,21 @@ class Station:
         self._request_restart(kind)
 
     async def unlock(self, evse_id: int) -> UnlockResult:
-        """Stop a running transaction (UnlockCommand) and release the connector."""
+        """Stop a running transaction (UnlockCommand) and release the connector.
+
+        Without a connector lock (a tethered cable) the answer is NotSupported; with
+        one, Unlocked once the lock confirms it (after the stop, which opens the
+        contactor first), else UnlockFailed.
+        """
         ctl = self.controllers.get(evse_id)
         if ctl is None:
             return UnlockResult.UNLOCK_FAILED
         if ctl.transaction is not None:
             ctl.post(charger.StopRequested(StopReason.UNLOCK_COMMAND))
-        return UnlockResult.NOT_SUPPORTED  # no connector lock on the supported boards yet
+        if not ctl.has_lock:
+            return UnlockResult.NOT_SUPPORTED
+        unlocked = await ctl.release_connector()  # queued behind the stop
+        return UnlockResult.UNLOCKED if unlocked else UnlockResult.UNLOCK_FAILED
 
     async def clear_cache(self) -> None:
         await self.authorizer.clear_cache()

@@ -89,6 +89,13 @@ class _Barrier:
     passed: asyncio.Event
 
 
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """Inbox item: unlock the connector (OCPP UnlockConnector); ``done`` gets the result."""
+
+    done: asyncio.Future[bool]
+
+
 class TokenAuthorizer(Protocol):
     async def authorize_info(self, id_tag: str) -> IdTagInfo: ...
 
@@ -168,7 +175,9 @@ class EvseController:
         self._admit = admit
         self._max_current_a = max_current_a
         self._limits_a: dict[str, float] = {}
-        self._inbox: asyncio.Queue[charger.Event | _ClockAligned | _Barrier] = asyncio.Queue()
+        self._inbox: asyncio.Queue[charger.Event | _ClockAligned | _Barrier | _Release] = (
+            asyncio.Queue()
+        )
         self._pilot_state = iec61851.PilotState()
         self._state, self._initial_effects = charger.initial_state(
             config=self._charger_config(ventilation_available),
@@ -308,6 +317,10 @@ class EvseController:
                     continue
                 if isinstance(event, _ClockAligned):
                     await self._sample_clock_aligned(event.timestamp)
+                    continue
+                if isinstance(event, _Release):
+                    if not event.done.done():
+                        event.done.set_result(await self._release_connector())
                     continue
                 self._state, effects = charger.step(self._state, event)
                 if any(isinstance(e, charger.BeginTransaction) for e in effects):
@@ -613,6 +626,36 @@ class EvseController:
             self._on_fault(
                 FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, True, "unlock not confirmed")
             )
+
+    @property
+    def has_lock(self) -> bool:
+        """True when the EVSE has a connector lock (a socket, not a tethered cable)."""
+        return self.hw.lock is not None
+
+    async def release_connector(self) -> bool:
+        """OCPP UnlockConnector: unlock in this controller's task, after everything
+        queued before (e.g. the stop of the transaction). True when the lock confirms
+        the unlocked position; False while the contactor is closed or the lock fails.
+
+        Raises:
+            RuntimeError: The EVSE has no lock.
+        """
+        if self.hw.lock is None:
+            raise RuntimeError(f"evse {self.evse_id} has no connector lock")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(_Release(done))
+        return await done
+
+    async def _release_connector(self) -> bool:
+        lock = self.hw.lock
+        if lock is None or self.hw.contactor.is_on:
+            return False
+        self._lock_commanded = False
+        if await lock.unlock():
+            return True
+        self._lock_fault = True
+        self._on_fault(FaultReport(FaultCode.CONNECTOR_LOCK_FAILURE, True, "unlock not confirmed"))
+        return False
 
     async def _release_lock(self, lock: ConnectorLock) -> None:
         """At shutdown (contactor already open): free the cable, then the pins."""

@@ -231,3 +231,20 @@ async def test_an_invalid_cable_never_charges(csms: CsmsEmulator, station: Stati
     assert answer.status == "Rejected"
     assert not board.coil_is_on()
     assert all(not 0 < s.state < 1 for s in board.cp.pwm_pin.states)  # never any PWM
+
+
+async def test_unlock_connector_stops_and_releases_the_lock(
+    csms: CsmsEmulator, station: Station
+) -> None:
+    board = station.board
+    board.ev.plug()
+    await csms.call(CHARGE_POINT_ID, call.RemoteStartTransaction(id_tag="GPIO", connector_id=1))
+    await csms.wait_for("StatusNotification", predicate=_status("Charging"), timeout_s=GUARD_S)
+    assert board.lock.switch.state
+
+    answer = await csms.call(CHARGE_POINT_ID, call.UnlockConnector(connector_id=1))
+    assert answer.status == "Unlocked"
+    stop = await csms.wait_for("StopTransaction", timeout_s=GUARD_S)
+    assert stop.payload["reason"] == "UnlockCommand"
+    assert not board.coil_is_on()
+    assert not board.lock.switch.state  # the cable can be taken out
