@@ -22,6 +22,9 @@ __all__ = [
     "MeterReading",
     "ReadingContext",
     "StopReason",
+    "TxChargingState",
+    "TxPoint",
+    "TxUpdateTrigger",
 ]
 
 
@@ -53,6 +56,56 @@ class StopReason(StrEnum):
     SOFT_RESET = "SoftReset"
     UNLOCK_COMMAND = "UnlockCommand"
     DEAUTHORIZED = "DeAuthorized"
+    STOPPED_BY_EV = "StoppedByEV"
+    """The EV stopped drawing energy and the transaction ends with the energy transfer
+    (stop point ``TxPoint.ENERGY_TRANSFER``); not a 1.6 reason (1.6 sends Other)."""
+    TIMEOUT = "Timeout"
+    """The EV was not plugged in within the connection timeout after a transaction began
+    at authorization (stop of an incipient transaction); not a 1.6 reason (Other)."""
+    MASTER_PASS = "MasterPass"
+    """A token of the MasterPass group (setting ``master_pass_group_id``, 2.0.1 C16)
+    stopped every transaction; not a 1.6 reason (Other)."""
+
+
+class TxPoint(StrEnum):
+    """A moment of a charging session a transaction may begin or end at.
+
+    A transaction begins as soon as any configured start point is reached and ends as
+    soon as any configured stop point that was reached during it is no longer true
+    (OCPP 2.0.1 TxStartPoint / TxStopPoint spelling; OCPP 1.6 behaves as start
+    ``POWER_PATH_CLOSED``, stop ``AUTHORIZED``).
+
+    EV_CONNECTED: the cable is plugged in (CP B/C/D).
+    AUTHORIZED: an id token (local or remote) was accepted for this EVSE.
+    POWER_PATH_CLOSED: plugged in *and* authorized, every precondition to close the
+        contactor met (it closes as soon as the EV asks for power).
+    ENERGY_TRANSFER: plugged in, authorized, the EV asks for power and energy is
+        offered (the contactor closes).
+    """
+
+    EV_CONNECTED = "EVConnected"
+    AUTHORIZED = "Authorized"
+    POWER_PATH_CLOSED = "PowerPathClosed"
+    ENERGY_TRANSFER = "EnergyTransfer"
+
+
+class TxChargingState(StrEnum):
+    """The charging state of a running transaction (OCPP 2.0.1 ChargingStateEnumType)."""
+
+    CHARGING = "Charging"
+    EV_CONNECTED = "EVConnected"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    IDLE = "Idle"
+
+
+class TxUpdateTrigger(StrEnum):
+    """Why a running transaction was updated (an "update" journal row)."""
+
+    CHARGING_STATE_CHANGED = "ChargingStateChanged"
+    AUTHORIZED = "Authorized"
+    REMOTE_START = "RemoteStart"
+    """A remote start authorized a transaction that began without an id (cable first)."""
 
 
 class AuthorizationStatus(StrEnum):

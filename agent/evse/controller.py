@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.authorization.authorizer import IdTagInfo
+from agent.authorization.master_pass import is_master_pass
 from agent.clock import Clock
 from agent.events import (
     AuthorizationStatus,
@@ -40,6 +42,8 @@ from agent.events import (
     MeterSample,
     ReadingContext,
     StopReason,
+    TxChargingState,
+    TxPoint,
 )
 from agent.evse import charger, iec61851
 from agent.evse.charger import ChargerConfig, ChargerState
@@ -158,8 +162,14 @@ class EvseController:
         on_sample: Callable[[int, MeterSample], None] | None = None,
         admit: StartAdmission | None = None,
         pwm_update_interval_s: float = PWM_UPDATE_INTERVAL_S,
+        configurable_tx_points: bool = False,
     ) -> None:
         self.evse_id = evse_id
+        # True: the transaction start/stop points come from the ``tx_start_point`` /
+        # ``tx_stop_point`` settings and charging-state / late-authorization updates
+        # are journaled (a protocol with TxStartPoint, OCPP 2.0.1). False: the fixed
+        # OCPP 1.6 points (plugged in and authorized) and no update rows.
+        self._configurable_tx_points = configurable_tx_points
         self._pwm_update_interval_s = pwm_update_interval_s
         self._last_duty_change_s: float | None = None  # monotonic, last PWM duty set
         self._deferred_pilot: asyncio.TimerHandle | None = None  # a held duty increase
@@ -389,10 +399,37 @@ class EvseController:
 
     def _on_token(self, id_tag: str) -> None:
         self.post(charger.TokenPresented(id_tag))
+        tx = self._tx
+        if (
+            tx is not None
+            and tx.id_tag
+            and tx.id_tag.upper() != id_tag.upper()
+            and self._settings.get("master_pass_group_id")
+        ):
+            # 2.0.1 C16: another token during a transaction may be a MasterPass
+            self._spawn(self._check_master_pass(id_tag))
+
+    async def _check_master_pass(self, id_tag: str) -> None:
+        """A MasterPass token presented here during a transaction: the station stops
+        every transaction (``admit`` does, see ``Station.admit_start``)."""
+        try:
+            info = await self._authorizer.authorize_info(id_tag)
+        except Exception:
+            log.exception("evse %d: authorization of %s failed", self.evse_id, id_tag)
+            return
+        group = str(self._settings.get("master_pass_group_id"))
+        accepted = info.status == AuthorizationStatus.ACCEPTED
+        if accepted and is_master_pass(info.parent_id_tag, group) and self._admit is not None:
+            self._admit(self.evse_id, id_tag, info.parent_id_tag)
 
     def _on_setting(self, name: str, value: object) -> None:
         del value
-        if name in ("connection_timeout_s", "stop_transaction_on_ev_side_disconnect"):
+        if name in (
+            "connection_timeout_s",
+            "stop_transaction_on_ev_side_disconnect",
+            "tx_start_point",
+            "tx_stop_point",
+        ):
             self.post(charger.ConfigChanged(self._charger_config(self._ventilation_available)))
 
     def _charger_config(self, ventilation_available: bool) -> ChargerConfig:
@@ -402,7 +439,21 @@ class EvseController:
                 "stop_transaction_on_ev_side_disconnect"
             ),
             ventilation_available=ventilation_available,
+            **self._tx_points(),
         )
+
+    def _tx_points(self) -> dict[str, frozenset[TxPoint]]:
+        """The configured start/stop points, or none (the machine's 1.6 defaults)."""
+        if not self._configurable_tx_points:
+            return {}
+        return {
+            "tx_start_points": frozenset(
+                TxPoint(v) for v in self._settings.get_list("tx_start_point")
+            ),
+            "tx_stop_points": frozenset(
+                TxPoint(v) for v in self._settings.get_list("tx_stop_point")
+            ),
+        }
 
     # ------------------------------------------------------------ effects
 
@@ -417,9 +468,18 @@ class EvseController:
             case charger.RequestAuthorization(id_tag=tag):
                 self._spawn(self._authorize(tag))
             case charger.BeginTransaction(
-                id_tag=tag, remote_start_id=rsid, reservation_id=reservation_id
+                id_tag=tag,
+                remote_start_id=rsid,
+                reservation_id=reservation_id,
+                started_by=started_by,
+                charging_state=charging_state,
+                authorized=authorized,
             ):
-                await self._begin(tag, rsid, reservation_id)
+                await self._begin(
+                    tag, rsid, reservation_id, started_by, charging_state, authorized=authorized
+                )
+            case charger.TransactionUpdated():
+                await self._update(effect)
             case charger.EndTransaction(reason=reason):
                 await self._end(reason)
             case charger.PublishStatus(status=status, error_code=code, info=info):
@@ -541,7 +601,14 @@ class EvseController:
         return 0
 
     async def _begin(
-        self, id_tag: str, remote_start_id: int | None, reservation_id: int | None
+        self,
+        id_tag: str,
+        remote_start_id: int | None,
+        reservation_id: int | None,
+        started_by: TxPoint | None = None,
+        charging_state: TxChargingState | None = None,
+        *,
+        authorized: bool = True,
     ) -> None:
         timestamp = self._clock.iso_now()
         try:
@@ -556,6 +623,9 @@ class EvseController:
                 stop_data=self._stop_sample(
                     "stop_txn_sampled_data", ReadingContext.TRANSACTION_BEGIN, timestamp
                 ),
+                started_by=started_by if self._configurable_tx_points else None,
+                charging_state=charging_state if self._configurable_tx_points else None,
+                authorized=authorized,
             )
         except BaseException:
             self._no_transaction.set()  # cleared when it was decided; none began
@@ -566,6 +636,28 @@ class EvseController:
         # The EVSEs whose share of the station limit this transaction lowers were just
         # told (agent.smart_charging.sharing) and lowered their duty at once
         # (``_lower_duty_now``), before this EVSE's PWM starts (the next effect).
+
+    async def _update(self, update: charger.TransactionUpdated) -> None:
+        """Journal a change of the running transaction (see ``configurable_tx_points``)."""
+        tx = self._tx
+        if tx is None:
+            return
+        if update.id_tag is not None:
+            self._tx = tx = dataclasses.replace(
+                tx, id_tag=update.id_tag, remote_start_id=update.remote_start_id
+            )
+            log.info("evse %d: transaction %s authorized for %s", self.evse_id, tx.tx_id, tx.id_tag)
+        if not self._configurable_tx_points:
+            return
+        await self._journal.record_update(
+            tx.tx_id,
+            timestamp=self._clock.iso_now(),
+            trigger=update.trigger,
+            charging_state=update.charging_state,
+            id_tag=update.id_tag,
+            remote_start_id=update.remote_start_id,
+        )
+        self._on_tx_message()
 
     async def _end(self, reason: StopReason) -> None:
         tx = self._tx

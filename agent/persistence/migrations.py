@@ -155,12 +155,38 @@ UPDATE transactions SET next_seq_no = (
 );
 """
 
+# v6: ``update`` rows in tx_queue (a running transaction's charging state changed, or
+# an id was accepted after a cable-first start; OCPP 2.0.1 TransactionEvent Updated).
+# SQLite cannot change a CHECK constraint: the table is rebuilt with its rows, and its
+# AUTOINCREMENT counter carried over so that no seq is ever reused.
+_SCHEMA_V6: Final = """
+CREATE TABLE tx_queue_v6 (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx_id    TEXT NOT NULL REFERENCES transactions (tx_id),
+    kind     TEXT NOT NULL CHECK (kind IN ('start', 'meter', 'stop', 'update')),
+    payload  TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created  TEXT NOT NULL,
+    seq_no   INTEGER NOT NULL DEFAULT 0,
+    offline  INTEGER NOT NULL DEFAULT 0 CHECK (offline IN (0, 1))
+);
+INSERT INTO tx_queue_v6 (seq, tx_id, kind, payload, attempts, created, seq_no, offline)
+    SELECT seq, tx_id, kind, payload, attempts, created, seq_no, offline FROM tx_queue;
+DELETE FROM sqlite_sequence WHERE name = 'tx_queue_v6';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'tx_queue_v6', seq FROM sqlite_sequence WHERE name = 'tx_queue';
+DROP TABLE tx_queue;
+ALTER TABLE tx_queue_v6 RENAME TO tx_queue;
+CREATE INDEX tx_queue_by_tx ON tx_queue (tx_id);
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, _SCHEMA_V1),
     Migration(2, _SCHEMA_V2),
     Migration(3, _SCHEMA_V3),
     Migration(4, _SCHEMA_V4),
     Migration(5, _SCHEMA_V5),
+    Migration(6, _SCHEMA_V6),
 )
 """The schema steps this software knows, oldest first."""
 

@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from agent.connectivity import ConnectivityState
-from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
+from agent.events import (
+    MeterSample,
+    ReadingContext,
+    SampledValue,
+    StopReason,
+    TxChargingState,
+    TxPoint,
+    TxUpdateTrigger,
+)
 from agent.persistence.store import Store
 
 __all__ = [
@@ -47,14 +55,14 @@ __all__ = [
     "sample_to_json",
 ]
 
-MessageKind = Literal["start", "meter", "stop"]
+MessageKind = Literal["start", "meter", "stop", "update"]
 
 _TX_COLUMNS: Final = (
     "tx_id, evse_id, connector_id, id_tag, start_time, meter_start_wh, remote_start_id, "
     "reservation_id, csms_tx_id, id_tag_status, last_meter_wh, last_meter_time, stop_time, "
     "meter_stop_wh, stop_reason"
 )
-_KINDS: Final[tuple[MessageKind, ...]] = ("start", "meter", "stop")
+_KINDS: Final[tuple[MessageKind, ...]] = ("start", "meter", "stop", "update")
 
 MAX_STOP_DATA_SAMPLES: Final = 200
 """StopTransaction.transactionData bound per transaction: beyond it the oldest sample
@@ -118,6 +126,18 @@ class QueuedTxMessage:
             A dropped message leaves a gap, as the CSMS should see.
         offline: No CSMS session was registered when the event was queued
             (OCPP 2.0.1 TransactionEvent ``offline``).
+        started_by: For ``start``: the session fact whose arrival began the
+            transaction (:class:`~agent.evse.charger.BeginTransaction`), None if unknown.
+        charging_state: For ``start`` the charging state it began in, for
+            ``update`` the new one; None when not recorded (older rows).
+        trigger: For ``update``: why it was updated.
+        id_tag: For an ``update`` with trigger AUTHORIZED: the accepted id.
+        authorized: For ``start``: False when it began before any id was accepted.
+        timestamp: For ``update``: when it happened, ISO 8601 UTC.
+        remote_start_id: For an ``update`` with trigger REMOTE_START: its id.
+
+    ``update`` rows (charging state changed, id accepted after a cable-first start)
+    have no OCPP 1.6 message: a 1.6 sender acknowledges them without sending.
     """
 
     seq: int
@@ -128,6 +148,13 @@ class QueuedTxMessage:
     record: TxRecord
     seq_no: int
     offline: bool
+    started_by: TxPoint | None = None
+    charging_state: TxChargingState | None = None
+    trigger: TxUpdateTrigger | None = None
+    id_tag: str | None = None
+    timestamp: str | None = None
+    authorized: bool = True
+    remote_start_id: int | None = None
 
 
 def new_tx_id() -> str:
@@ -234,6 +261,9 @@ class TransactionJournal:
         remote_start_id: int | None = None,
         reservation_id: int | None = None,
         stop_data: Sequence[MeterSample] = (),
+        started_by: TxPoint | None = None,
+        charging_state: TxChargingState | None = None,
+        authorized: bool = True,
     ) -> TxRecord:
         """Record that a transaction started and queue its ``start`` message.
 
@@ -247,6 +277,10 @@ class TransactionJournal:
             reservation_id: Reservation the transaction consumed, if any.
             stop_data: Transaction-data samples taken at the start (the
                 Transaction.Begin one), kept for the stop (see :meth:`add_stop_data`).
+            started_by: The session fact whose arrival began it, if known.
+            charging_state: The charging state it began in, if known.
+            authorized: False when it began before any id was accepted (cable
+                first); ``id_tag`` is then ``""`` until :meth:`record_update` sets it.
 
         Returns:
             The new record, with a fresh :func:`new_tx_id`.
@@ -273,6 +307,12 @@ class TransactionJournal:
         )
         kept = _encode_each(stop_data)
         offline = not self.connectivity.online  # a fact of now, not of the send time
+        start_payload = _encode_samples(
+            (),
+            started_by=None if started_by is None else started_by.value,
+            charging_state=None if charging_state is None else charging_state.value,
+            unauthorized="1" if not authorized else None,
+        )
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -289,7 +329,7 @@ class TransactionJournal:
                     reservation_id,
                 ),
             )
-            self._enqueue(conn, record.tx_id, "start", _encode_samples(()), timestamp, offline)
+            self._enqueue(conn, record.tx_id, "start", start_payload, timestamp, offline)
             self._keep_stop_data(conn, record.tx_id, kept)
 
         await self._store.run(write)
@@ -325,6 +365,54 @@ class TransactionJournal:
             _set_last_meter(conn, tx_id, meter_wh, sample.timestamp)
             self._enqueue(conn, tx_id, "meter", payload, sample.timestamp, offline)
             self._keep_stop_data(conn, tx_id, kept)
+
+        await self._store.run(write)
+
+    async def record_update(
+        self,
+        tx_id: str,
+        *,
+        timestamp: str,
+        trigger: TxUpdateTrigger,
+        charging_state: TxChargingState,
+        id_tag: str | None = None,
+        remote_start_id: int | None = None,
+    ) -> None:
+        """Queue an ``update`` message: the running transaction changed.
+
+        Args:
+            tx_id: A running transaction.
+            timestamp: When it changed, ISO 8601 UTC.
+            trigger: Why (charging state changed, id accepted).
+            charging_state: The charging state from now on.
+            id_tag: The id accepted for a transaction that began without one; it
+                becomes the transaction's ``id_tag`` in the same store transaction.
+            remote_start_id: The remote start that gave ``id_tag``, likewise kept
+                as the transaction's ``remote_start_id``.
+
+        Raises:
+            JournalError: Unknown or already ended transaction.
+        """
+        offline = not self.connectivity.online
+        payload = _encode_samples(
+            (),
+            trigger=trigger.value,
+            charging_state=charging_state.value,
+            id_tag=id_tag,
+            timestamp=timestamp,
+            remote_start_id=None if remote_start_id is None else str(remote_start_id),
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            _require_running(conn, tx_id)
+            if id_tag is not None:
+                conn.execute("UPDATE transactions SET id_tag = ? WHERE tx_id = ?", (id_tag, tx_id))
+            if remote_start_id is not None:
+                conn.execute(
+                    "UPDATE transactions SET remote_start_id = ? WHERE tx_id = ?",
+                    (remote_start_id, tx_id),
+                )
+            self._enqueue(conn, tx_id, "update", payload, timestamp, offline)
 
         await self._store.run(write)
 
@@ -561,9 +649,9 @@ class TransactionJournal:
                 if kind not in _KINDS:
                     raise JournalError(f"queued message {seq} has unknown kind {kind!r}")
                 try:
-                    samples = tuple(
-                        sample_from_json(item) for item in json.loads(payload)["samples"]
-                    )
+                    data = json.loads(payload)
+                    samples = tuple(sample_from_json(item) for item in data["samples"])
+                    extra = _event_fields(data)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise JournalError(
                         f"queued message {seq} has a corrupt payload: {exc}"
@@ -582,6 +670,7 @@ class TransactionJournal:
                         record=records[tx_id],
                         seq_no=int(seq_no),
                         offline=bool(offline),
+                        **extra,
                     )
                 )
             return out
@@ -721,8 +810,36 @@ def _as_float(value: object) -> float:
     return float(value)
 
 
-def _encode_samples(samples: tuple[MeterSample, ...]) -> str:
-    return json.dumps({"samples": [sample_to_json(s) for s in samples]}, allow_nan=False)
+def _encode_samples(samples: tuple[MeterSample, ...], **fields: str | None) -> str:
+    """The queued row's payload: its samples plus the event fields that are set."""
+    data: dict[str, Any] = {"samples": [sample_to_json(s) for s in samples]}
+    data.update({k: v for k, v in fields.items() if v is not None})
+    return json.dumps(data, allow_nan=False)
+
+
+def _event_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``QueuedTxMessage`` event fields a payload holds (absent in older rows).
+
+    Raises:
+        ValueError: A field holds an unknown value.
+        TypeError: ``id_tag`` is not a string.
+    """
+    out: dict[str, Any] = {}
+    if data.get("started_by") is not None:
+        out["started_by"] = TxPoint(data["started_by"])
+    if data.get("charging_state") is not None:
+        out["charging_state"] = TxChargingState(data["charging_state"])
+    if data.get("trigger") is not None:
+        out["trigger"] = TxUpdateTrigger(data["trigger"])
+    if data.get("id_tag") is not None:
+        out["id_tag"] = _as_str(data["id_tag"])
+    if data.get("remote_start_id") is not None:
+        out["remote_start_id"] = int(_as_str(data["remote_start_id"]))
+    if data.get("unauthorized") is not None:
+        out["authorized"] = False
+    if data.get("timestamp") is not None:
+        out["timestamp"] = _as_str(data["timestamp"])
+    return out
 
 
 def _encode_each(samples: Sequence[MeterSample]) -> list[str]:

@@ -142,3 +142,129 @@ async def test_a_message_queued_on_1_6_is_delivered_after_moving_to_2_0_1(
             ended.payload["transactionInfo"]["transactionId"]
             == started["transactionInfo"]["transactionId"]
         )
+
+
+async def set_tx_points(csms: CsmsEmulator201, start: str, stop: str) -> None:
+    result = await csms.call(
+        CP,
+        call.SetVariables(
+            set_variable_data=[
+                {
+                    "component": {"name": "TxCtrlr"},
+                    "variable": {"name": name},
+                    "attribute_value": value,
+                }
+                for name, value in (("TxStartPoint", start), ("TxStopPoint", stop))
+            ]
+        ),
+    )
+    assert [r["attribute_status"] for r in result.set_variable_result] == ["Accepted"] * 2
+
+
+async def test_cable_first_with_start_point_ev_connected(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    """E02 cable first, TxStartPoint=EVConnected: Started at plug-in without a token,
+    Updated(Authorized) with the token, Updated(ChargingStateChanged) Charging, Ended."""
+    agent = await start_registered(csms201, start_app)
+    await set_tx_points(csms201, "EVConnected", "EVConnected,Authorized")
+    agent.sim("plug")
+    started = await csms201.wait_for("TransactionEvent", timeout_s=GUARD_S)
+    assert started.payload["eventType"] == "Started"
+    assert started.payload["triggerReason"] == "CablePluggedIn"
+    assert started.payload["transactionInfo"]["chargingState"] == "EVConnected"
+    assert started.payload["evse"] == {"id": 1, "connectorId": 1}
+    assert "idToken" not in started.payload
+    tx_id = started.payload["transactionInfo"]["transactionId"]
+    agent.sim("swipe", "TAG1")
+    authorized = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["triggerReason"] == "Authorized",
+        timeout_s=GUARD_S,
+    )
+    assert authorized.payload["eventType"] == "Updated"
+    assert authorized.payload["idToken"] == {"idToken": "TAG1", "type": "ISO14443"}
+    charging = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["transactionInfo"].get("chargingState") == "Charging",
+        timeout_s=GUARD_S,
+    )
+    assert charging.payload["eventType"] == "Updated"
+    assert charging.payload["triggerReason"] == "ChargingStateChanged"
+    agent.sim("unplug")
+    ended = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["eventType"] == "Ended",
+        timeout_s=GUARD_S,
+    )
+    assert ended.payload["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    sent = events(csms201)
+    assert {e["transactionInfo"]["transactionId"] for e in sent} == {tx_id}
+    assert [e["seqNo"] for e in sent] == list(range(len(sent)))
+    assert [e["eventType"] for e in sent].count("Started") == 1
+    assert authorized.seq < charging.seq < ended.seq
+
+
+async def test_start_point_authorized_times_out_without_a_cable(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    """TxStartPoint=Authorized: the badge starts the transaction; EVConnectionTimeOut
+    ends it with Timeout when no EV is plugged in."""
+    agent = await start_registered(csms201, start_app)
+    await set_tx_points(csms201, "Authorized", "EVConnected,Authorized")
+    set_timeout = await csms201.call(
+        CP,
+        call.SetVariables(
+            set_variable_data=[
+                {
+                    "component": {"name": "TxCtrlr"},
+                    "variable": {"name": "EVConnectionTimeOut"},
+                    "attribute_value": "1",
+                }
+            ]
+        ),
+    )
+    assert set_timeout.set_variable_result[0]["attribute_status"] == "Accepted"
+    agent.sim("swipe", "TAG1")
+    started = await csms201.wait_for("TransactionEvent", timeout_s=GUARD_S)
+    assert started.payload["triggerReason"] == "Authorized"
+    assert started.payload["idToken"]["idToken"] == "TAG1"
+    assert started.payload["transactionInfo"]["chargingState"] == "Idle"
+    ended = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["eventType"] == "Ended",
+        timeout_s=GUARD_S,
+    )
+    assert ended.payload["triggerReason"] == "EVConnectTimeout"
+    assert ended.payload["transactionInfo"]["stoppedReason"] == "Timeout"
+
+
+async def test_remote_start_after_the_cable_authorizes_the_running_transaction(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    """F01 cable first: RequestStartTransaction names the running transaction; the
+    Updated event carries triggerReason RemoteStart, the idToken and remoteStartId."""
+    agent = await start_registered(csms201, start_app)
+    await set_tx_points(csms201, "EVConnected", "EVConnected,Authorized")
+    agent.sim("plug")
+    started = await csms201.wait_for("TransactionEvent", timeout_s=GUARD_S)
+    tx_id = started.payload["transactionInfo"]["transactionId"]
+    answer = await csms201.call(
+        CP,
+        call.RequestStartTransaction(
+            id_token={"id_token": "APP-USER", "type": "Central"}, remote_start_id=78, evse_id=1
+        ),
+    )
+    assert answer.status == "Accepted"
+    assert answer.transaction_id == tx_id
+    update = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["triggerReason"] == "RemoteStart",
+        timeout_s=GUARD_S,
+    )
+    assert update.payload["eventType"] == "Updated"
+    assert update.payload["idToken"] == {"idToken": "APP-USER", "type": "Central"}
+    assert update.payload["transactionInfo"]["remoteStartId"] == 78
+    assert update.payload["transactionInfo"]["transactionId"] == tx_id
+    await agent.app.wait_status(1, "Charging")
+    assert [e["eventType"] for e in events(csms201)].count("Started") == 1

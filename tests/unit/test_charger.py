@@ -7,7 +7,14 @@ import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from agent.events import ConnectorStatus, FaultCode, StopReason
+from agent.events import (
+    ConnectorStatus,
+    FaultCode,
+    StopReason,
+    TxChargingState,
+    TxPoint,
+    TxUpdateTrigger,
+)
 from agent.evse import charger as ch
 from agent.evse.charger import (
     AuthorizationResolved,
@@ -27,6 +34,7 @@ from agent.evse.charger import (
     StopRequested,
     TimerExpired,
     TokenPresented,
+    TransactionUpdated,
     step,
 )
 from agent.evse.iec61851 import PilotEvent
@@ -148,7 +156,7 @@ def test_remote_start_without_authorization_starts_on_plug() -> None:
     s, eff = run(fresh(), RemoteStartRequested("R1", authorize=False, remote_start_id=7))
     assert status_of(s) == ConnectorStatus.PREPARING
     s, eff = run(s, Pilot(PilotEvent.PLUGGED))
-    assert BeginTransaction("R1", 7) in eff
+    assert BeginTransaction("R1", 7, started_by=TxPoint.EV_CONNECTED) in eff
 
 
 def test_remote_start_with_authorization_asks_first() -> None:
@@ -166,7 +174,11 @@ def test_fault_opens_contactor_and_clearing_recovers() -> None:
     assert s.pilot.mode == PilotMode.STEADY
     assert s.tx_active  # the session survives a transient fault
     s, eff = run(s, FaultChanged(FaultCode.POWER_METER_FAILURE, False))
-    assert eff[-2:] == [SetContactor(True), PublishStatus(ConnectorStatus.CHARGING, None, None)]
+    assert eff[-3:] == [
+        SetContactor(True),
+        PublishStatus(ConnectorStatus.CHARGING, None, None),
+        TransactionUpdated(TxUpdateTrigger.CHARGING_STATE_CHANGED, TxChargingState.CHARGING),
+    ]
 
 
 EV_COMM = FaultCode.EV_COMMUNICATION_ERROR
@@ -179,7 +191,11 @@ def test_ev_communication_error_while_charging_suspends_the_evse_not_faulted() -
     assert s.status == PublishStatus(ConnectorStatus.SUSPENDED_EVSE, EV_COMM, "no frame 0x102")
     assert s.tx_active
     s, eff = run(s, FaultChanged(EV_COMM, False))
-    assert eff[-2:] == [SetContactor(True), PublishStatus(ConnectorStatus.CHARGING, None, None)]
+    assert eff[-3:] == [
+        SetContactor(True),
+        PublishStatus(ConnectorStatus.CHARGING, None, None),
+        TransactionUpdated(TxUpdateTrigger.CHARGING_STATE_CHANGED, TxChargingState.CHARGING),
+    ]
 
 
 def test_ev_communication_error_without_transaction() -> None:
@@ -280,6 +296,20 @@ events = st.one_of(
     st.booleans().map(AvailabilityChanged),
     st.sampled_from([0.0, 5.0, 6.0, 16.0, 32.0]).map(LimitChanged),
     st.just(TimerExpired(ch.CONNECTION_TIMER)),
+    # any start / stop points (OCPP 2.0.1 TxStartPoint / TxStopPoint), changed at any time
+    st.builds(
+        lambda start, stop, unplug_stops: ch.ConfigChanged(
+            replace(
+                CONFIG,
+                tx_start_points=start,
+                tx_stop_points=stop,
+                stop_tx_on_ev_side_disconnect=unplug_stops,
+            )
+        ),
+        st.frozensets(st.sampled_from(list(TxPoint)), min_size=1),
+        st.frozensets(st.sampled_from(list(TxPoint)), min_size=1),
+        st.booleans(),
+    ),
 )
 
 
@@ -321,6 +351,8 @@ class SessionMachine(RuleBasedStateMachine):
             elif isinstance(effect, BeginTransaction):
                 assert not self.tx, "a second transaction began while one runs"
                 self.tx = True
+            elif isinstance(effect, TransactionUpdated):
+                assert self.tx, "a transaction update without a transaction"
             elif isinstance(effect, EndTransaction):
                 assert self.tx, "ended a transaction that was not running"
                 assert not self.contactor, "transaction ended with the contactor closed"
@@ -331,6 +363,7 @@ class SessionMachine(RuleBasedStateMachine):
         if self.contactor:
             assert self.cp_power, "contactor on while CP not in C/D"
             assert self.tx, "contactor on without an authorized transaction"
+            assert self.state.tx_authorized, "contactor on for a transaction without an id"
             assert not self.faults, "contactor on with an active fault"
             assert not self.cp_error, "contactor on with CP in E/F"
             assert self.state.limit_a >= 6.0

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.events import ConnectorStatus
+from agent.events import ConnectorStatus, TxPoint
 from agent.evse import charger as ch
 from agent.evse.charger import ChargerConfig, ChargerState, Pilot
 from agent.evse.iec61851 import PilotEvent
@@ -283,7 +283,8 @@ def test_machine_reserved_tag_before_plug_in_shows_preparing() -> None:
     s, _ = run(s, ch.AuthorizationResolved("TAG", True, 7))
     assert status_of(s) is ConnectorStatus.PREPARING  # 1.6 4.9: Reserved -> Preparing
     s, effects = run(s, Pilot(PilotEvent.PLUGGED))
-    assert ch.BeginTransaction("TAG", None, 7) in effects
+    begin = ch.BeginTransaction("TAG", None, 7, started_by=TxPoint.EV_CONNECTED)
+    assert begin in effects  # the plug-in came last
 
 
 def test_machine_remote_start_on_a_held_connector_needs_the_reservation() -> None:

@@ -259,6 +259,9 @@ STOP_TABLE = [
     (StopReason.REMOTE, "RemoteStop", "Remote"),
     (StopReason.UNLOCK_COMMAND, "UnlockCommand", "Other"),
     (StopReason.DEAUTHORIZED, "Deauthorized", "DeAuthorized"),
+    (StopReason.STOPPED_BY_EV, "ChargingStateChanged", "StoppedByEV"),
+    (StopReason.TIMEOUT, "EVConnectTimeout", "Timeout"),
+    (StopReason.MASTER_PASS, "StopAuthorized", "MasterPass"),
 ]
 
 

@@ -868,6 +868,10 @@ class _Session:
 
     async def _send_tx_message(self, msg: QueuedTxMessage) -> SendOutcome:
         rec = msg.record
+        if msg.kind == "update":
+            # a transaction update (charging state, late authorization) has no 1.6
+            # message: consumed without sending (queued by 2.0.1 before a move to 1.6)
+            return SendOutcome.done(asyncio.create_task(self.adapter.journal.acknowledge(msg.seq)))
         if msg.kind != "start" and rec.csms_tx_id is None:
             return SendOutcome.unaddressable("its StartTransaction was never accepted")
         uid = str(uuid.uuid4())

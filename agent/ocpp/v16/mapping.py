@@ -115,7 +115,11 @@ def _number(value: float) -> str:
 
 
 def stop_reason(reason: StopReason) -> str:
-    """1.6 Reason: the neutral names are the 1.6 names."""
+    """1.6 Reason: the neutral names are the 1.6 names, except the 2.0.1-only
+    StoppedByEV and Timeout (1.6's start/stop points never produce them) and MasterPass
+    (2.0.1 C16; empty master_pass_group_id by default), sent as Other."""
+    if reason in (StopReason.STOPPED_BY_EV, StopReason.TIMEOUT, StopReason.MASTER_PASS):
+        return StopReason.OTHER.value
     return reason.value
 
 

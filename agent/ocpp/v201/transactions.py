@@ -1,7 +1,8 @@
 """Project the neutral transaction journal onto OCPP 2.0.1 TransactionEvent (pure).
 
 Every queued journal row is one TransactionEventRequest: ``start`` -> Started,
-``meter`` -> Updated, ``stop`` -> Ended (REFERENCE 4.4). Payloads are plain dicts
+``meter`` and ``update`` (charging state changed, id accepted after a cable-first
+start) -> Updated, ``stop`` -> Ended (REFERENCE 4.4). Payloads are plain dicts
 with the 2.0.1 JSON field names (camelCase), so this module needs no ``ocpp``
 import; the adapter sends them. ``seqNo`` and ``offline`` are facts the journal
 recorded when the event happened (:class:`~agent.transactions.journal.QueuedTxMessage`),
@@ -21,7 +22,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
+from agent.events import MeterSample, ReadingContext, SampledValue, StopReason, TxPoint
 from agent.transactions.journal import QueuedTxMessage, TxRecord
 
 __all__ = [
@@ -88,6 +89,9 @@ STOP_TRIGGER_REASON: Final[Mapping[StopReason, str]] = {
     StopReason.REMOTE: "RemoteStop",
     StopReason.UNLOCK_COMMAND: "UnlockCommand",
     StopReason.DEAUTHORIZED: "Deauthorized",
+    StopReason.MASTER_PASS: "StopAuthorized",  # C16: a MasterPass token was presented
+    StopReason.STOPPED_BY_EV: "ChargingStateChanged",  # stop point EnergyTransfer
+    StopReason.TIMEOUT: "EVConnectTimeout",
 }
 """triggerReason of the Ended event, by why the transaction ended."""
 
@@ -105,6 +109,9 @@ STOPPED_REASON: Final[Mapping[StopReason, str]] = {
     StopReason.REMOTE: "Remote",
     StopReason.UNLOCK_COMMAND: "Other",  # no 2.0.1 reason; the trigger says UnlockCommand
     StopReason.DEAUTHORIZED: "DeAuthorized",
+    StopReason.MASTER_PASS: "MasterPass",
+    StopReason.STOPPED_BY_EV: "StoppedByEV",
+    StopReason.TIMEOUT: "Timeout",
 }
 """transactionInfo.stoppedReason (2.0.1 ReasonEnumType), by neutral stop reason."""
 
@@ -117,14 +124,19 @@ _ID_TOKEN_TYPE_LOCAL: Final = "ISO14443"
 _ID_TOKEN_TYPE_NONE: Final = "NoAuthorization"
 
 
-def start_trigger_reason(record: TxRecord) -> str:
-    """triggerReason of the Started event.
+def start_trigger_reason(record: TxRecord, started_by: TxPoint | None = None) -> str:
+    """triggerReason of the Started event, by what reached the start point last.
 
-    RemoteStart for a transaction a RequestStartTransaction began (it has a
-    ``remote_start_id``), else Authorized. The core starts a transaction once the
-    EV is plugged in *and* authorized (1.6 start point); it does not record which of
-    the two came last, so CablePluggedIn is never reported.
+    ``started_by`` EV_CONNECTED (the cable came last, or alone with TxStartPoint
+    EVConnected) -> CablePluggedIn; ENERGY_TRANSFER (the EV's power request) ->
+    ChargingStateChanged; AUTHORIZED or unknown (rows journaled before it was
+    recorded) -> RemoteStart for a transaction a RequestStartTransaction began (it
+    has a ``remote_start_id``), else Authorized.
     """
+    if started_by is TxPoint.EV_CONNECTED:
+        return "CablePluggedIn"
+    if started_by is TxPoint.ENERGY_TRANSFER:
+        return "ChargingStateChanged"
     return "RemoteStart" if record.remote_start_id is not None else "Authorized"
 
 
@@ -188,7 +200,8 @@ def transaction_event(
     """The TransactionEventRequest payload for one queued journal row (pure).
 
     Args:
-        msg: The queued row (``start``, ``meter`` or ``stop``) with its samples.
+        msg: The queued row (``start``, ``meter``, ``update`` or ``stop``) with its
+            samples and event fields.
         record: Its transaction as it is now (``msg.record`` or a newer read).
         seq_no: ``msg.seq_no``: the event's place in its transaction, from 0.
         offline: ``msg.offline``: the station was offline when it happened.
@@ -199,15 +212,17 @@ def transaction_event(
     Returns:
         A dict in 2.0.1 JSON field names: ``eventType``, ``timestamp``,
         ``triggerReason``, ``seqNo``, ``transactionInfo`` and, where they apply,
-        ``offline`` (only when true), ``evse`` + ``idToken`` + ``reservationId``
-        (Started), ``meterValue``. Started carries the start register reading
+        ``offline`` (only when true), ``evse`` + ``idToken`` (when it began with
+        one) + ``reservationId`` (Started), ``idToken`` (Updated with triggerReason
+        Authorized), ``meterValue``. Started carries the start register reading
         (Transaction.Begin); Updated its sample; Ended the transaction data the
         journal kept (begin, periodic, end samples) or, when there is none, the
         stop register reading (Transaction.End).
 
     Raises:
         ValueError: ``msg`` does not belong to ``record``, ``seq_no`` is negative,
-            a ``meter`` row has no sample, a ``stop`` row's transaction has not
+            a ``meter`` row has no sample, an ``update`` row lacks its trigger,
+            charging state or timestamp, a ``stop`` row's transaction has not
             ended, or a value is not finite.
     """
     if msg.tx_id != record.tx_id:
@@ -221,12 +236,17 @@ def transaction_event(
         case "start":
             # REFERENCE 4.4: the first event names the EVSE and connector, the token
             # and, for a remote start, the remoteStartId
-            info["chargingState"] = "EVConnected"  # the core starts once plugged in
-            if record.remote_start_id is not None:
-                info["remoteStartId"] = record.remote_start_id
-            payload = _event("Started", record.start_time, start_trigger_reason(record))
+            # rows journaled before the charging state was recorded: the 1.6 start
+            # point, plugged in and authorized
+            charging_state = msg.charging_state
+            info["chargingState"] = "EVConnected" if charging_state is None else charging_state
+            if record.remote_start_id is not None and msg.authorized:
+                info["remoteStartId"] = record.remote_start_id  # else on its Updated
+            trigger = start_trigger_reason(record, msg.started_by)
+            payload = _event("Started", record.start_time, trigger)
             payload["evse"] = {"id": record.evse_id, "connectorId": CONNECTOR_ID}
-            payload["idToken"] = _id_token(record, id_token_type)
+            if msg.authorized:  # cable first: the id comes with Updated(Authorized)
+                payload["idToken"] = _id_token(record.id_tag, id_token_type)
             if record.reservation_id is not None:
                 payload["reservationId"] = record.reservation_id
             meter_values = [
@@ -240,6 +260,16 @@ def transaction_event(
             first = msg.samples[0]
             payload = _event("Updated", first.timestamp, meter_trigger_reason(first.context))
             meter_values = [meter_value(s) for s in msg.samples]
+        case "update":
+            if msg.trigger is None or msg.charging_state is None or msg.timestamp is None:
+                raise ValueError(f"queued update {msg.seq} lacks its event fields")
+            info["chargingState"] = msg.charging_state.value
+            payload = _event("Updated", msg.timestamp, msg.trigger.value)
+            if msg.id_tag:
+                payload["idToken"] = _id_token(msg.id_tag, id_token_type)
+            if msg.remote_start_id is not None:
+                info["remoteStartId"] = msg.remote_start_id
+            meter_values = []
         case "stop":
             if record.stop_time is None or record.stop_reason is None:
                 raise ValueError(f"stop message {msg.seq} for running transaction {record.tx_id}")
@@ -251,7 +281,7 @@ def transaction_event(
             if reason is StopReason.LOCAL:
                 # E07: stopped by presenting a token; the journal keeps only the
                 # transaction's own token, which is what is reported
-                payload["idToken"] = _id_token(record, id_token_type)
+                payload["idToken"] = _id_token(record.id_tag, id_token_type)
             meter_values = [meter_value(s) for s in msg.samples]
             if record.meter_stop_wh is not None and not any(meter_values):
                 meter_values = [
@@ -296,10 +326,10 @@ def _event(event_type: str, timestamp: str, trigger_reason: str) -> dict[str, An
     return {"eventType": event_type, "timestamp": timestamp, "triggerReason": trigger_reason}
 
 
-def _id_token(record: TxRecord, id_token_type: str | None) -> dict[str, str]:
+def _id_token(id_tag: str, id_token_type: str | None) -> dict[str, str]:
     if id_token_type is None:
-        id_token_type = _ID_TOKEN_TYPE_LOCAL if record.id_tag else _ID_TOKEN_TYPE_NONE
-    return {"idToken": record.id_tag, "type": id_token_type}
+        id_token_type = _ID_TOKEN_TYPE_LOCAL if id_tag else _ID_TOKEN_TYPE_NONE
+    return {"idToken": id_tag, "type": id_token_type}
 
 
 def _register(timestamp: str, energy_wh: int, context: ReadingContext) -> dict[str, Any] | None:
