@@ -26,6 +26,10 @@ OCPP 1.6 §3.13, 2.0.1 K08) as implemented here:
   out). Dividing the station limit between EVSEs (it bounds their *sum*) is
   ``sharing``'s job, not this module's. For ``evse_id == 0`` the result is the
   station limit alone.
+* **External constraints** (2.0.1 ChargingStationExternalConstraints, set by the
+  station's energy manager): on evse 0 they cap like the station max (and are left out
+  with it); on an EVSE they cap that EVSE's own limit. Within each, the highest stack
+  level in force wins.
 * **Across purposes** the minimum wins. Each limit is first converted into the requested
   unit with its own ``number_phases`` (``phases`` when the period has none):
   ``P[W] = I[A] * V * n``. The reported ``number_phases`` is the lowest of the
@@ -179,12 +183,10 @@ def composite_schedule(
     end = begin + timedelta(seconds=duration_s)
     tx_begin = _opt_whole_s(tx_start)
     layers = _layers(tuple(profiles), evse_id, tx_start, transaction_id, include_station_max)
+    caps, evse = layers
     instants = {begin}
-    for layer in layers:
-        for profile in layer:
-            instants.update(
-                t for t in _boundaries(profile, begin, end, tx_begin) if begin < t < end
-            )
+    for profile in (*(p for cap in caps for p in cap), *evse):
+        instants.update(t for t in _boundaries(profile, begin, end, tx_begin) if begin < t < end)
     periods: list[CompositePeriod] = []
     for instant in sorted(instants):
         limit = _limit(layers, instant, tx_begin, nominal_voltage_v, phases, rate_unit)
@@ -207,6 +209,8 @@ def composite_schedule(
 # ------------------------------------------------------------------- internals
 
 _Layer = tuple[ChargingProfile, ...]
+_Layers = tuple[tuple[_Layer, ...], _Layer]
+"""(caps: groups that each bound the limit, EVSE layer walked by precedence)."""
 
 
 def _check_args(
@@ -232,17 +236,24 @@ def _layers(
     tx_start: datetime | None,
     transaction_id: str | None,
     include_station_max: bool = True,
-) -> tuple[_Layer, _Layer]:
-    """(station max, EVSE layer in order of precedence: Tx, TxDefault here, TxDefault 0).
+) -> _Layers:
+    """(caps, EVSE layer in order of precedence: Tx, TxDefault here, TxDefault 0).
 
-    The EVSE layer is returned flattened; ``_evse_limit`` walks it by precedence. The
-    station layer is empty when ``include_station_max`` is False (and ``evse_id`` > 0).
+    Caps: the station max, the station-wide external constraints and the EVSE's own
+    external constraints, each group bounding the limit by its winner. The station-wide
+    caps are left out when ``include_station_max`` is False (and ``evse_id`` > 0). The
+    EVSE layer is returned flattened; ``_limit`` walks it by precedence.
     """
     station = tuple(p for p in profiles if p.purpose is Purpose.CHARGE_POINT_MAX and p.evse_id == 0)
+    external = tuple(p for p in profiles if p.purpose is Purpose.EXTERNAL and p.evse_id == 0)
+    caps: tuple[_Layer, ...] = (station, external)
     if not include_station_max and evse_id != 0:
-        station = ()
+        caps = ()
     if evse_id == 0:
-        return station, ()
+        return caps, ()
+    own_external = tuple(
+        p for p in profiles if p.purpose is Purpose.EXTERNAL and p.evse_id == evse_id
+    )
     tx = tuple(
         p
         for p in profiles
@@ -254,7 +265,7 @@ def _layers(
     defaults = tuple(
         p for p in profiles if p.purpose is Purpose.TX_DEFAULT and p.evse_id in (0, evse_id)
     )
-    return station, tx + defaults
+    return (*caps, own_external), tx + defaults
 
 
 def _precedence(profile: ChargingProfile) -> int:
@@ -265,18 +276,19 @@ def _precedence(profile: ChargingProfile) -> int:
 
 
 def _limit(
-    layers: tuple[_Layer, _Layer],
+    layers: _Layers,
     at: datetime,
     tx_start: datetime | None,
     nominal_voltage_v: float,
     phases: int,
     rate_unit: RateUnit,
 ) -> Limit | None:
-    station, evse = layers
+    caps, evse = layers
     candidates: list[tuple[Fraction, int]] = []
-    station_winner = _winner(station, at, tx_start, nominal_voltage_v, phases, rate_unit)
-    if station_winner is not None:
-        candidates.append(station_winner)
+    for cap in caps:
+        cap_winner = _winner(cap, at, tx_start, nominal_voltage_v, phases, rate_unit)
+        if cap_winner is not None:
+            candidates.append(cap_winner)
     for rank in (0, 1, 2):
         group = tuple(p for p in evse if _precedence(p) == rank)
         winner = _winner(group, at, tx_start, nominal_voltage_v, phases, rate_unit)

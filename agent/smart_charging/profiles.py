@@ -22,19 +22,31 @@ JSON_FORMAT_VERSION = 1
 
 
 class Purpose(StrEnum):
-    """chargingProfilePurpose (1.6 spelling)."""
+    """chargingProfilePurpose (1.6 spelling; ``EXTERNAL`` only exists in 2.0.1).
+
+    ``EXTERNAL`` (2.0.1 ChargingStationExternalConstraints) is a limit set by the
+    station's own energy manager or a grid operator signal, never by the CSMS: it
+    caps like the station max (evse 0) or an EVSE's own limit (evse N), the CSMS
+    cannot install or clear it (K01, K10.FR.04/06; the adapters refuse it), and
+    its limit source is not the CSMS (``is_external``).
+    """
 
     CHARGE_POINT_MAX = "ChargePointMaxProfile"
     TX_DEFAULT = "TxDefaultProfile"
     TX = "TxProfile"
+    EXTERNAL = "ChargingStationExternalConstraints"
+
+    @property
+    def is_external(self) -> bool:
+        """Whether profiles of this purpose come from outside the CSMS."""
+        return self is Purpose.EXTERNAL
 
     @classmethod
     def from_spec(cls, name: str) -> Purpose:
         """Map a 1.6 or 2.0.1 purpose name onto the neutral purpose.
 
         Raises:
-            ValueError: ``name`` is not a purpose this engine handles (for example
-                2.0.1 ``ChargingStationExternalConstraints``).
+            ValueError: ``name`` is not a chargingProfilePurpose.
         """
         if name == "ChargingStationMaxProfile":  # OCPP 2.0.1 spelling
             return cls.CHARGE_POINT_MAX
@@ -143,19 +155,26 @@ class ClearCriteria:
         evse_id: Only profiles installed on this EVSE (0 = station-wide ones).
         purpose: Only profiles with this purpose.
         stack_level: Only profiles on this stack level.
+        external: Whether external-constraint profiles may match at all: only the
+            station's own energy manager clears them, never a CSMS request
+            (2.0.1 K10.FR.04/06).
     """
 
     profile_id: int | None = None
     evse_id: int | None = None
     purpose: Purpose | None = None
     stack_level: int | None = None
+    external: bool = False
 
     def matches(self, profile: ChargingProfile) -> bool:
         """Whether ``profile`` is cleared by these criteria.
 
         With ``profile_id`` only the id counts. Otherwise every given field must match
         (logical AND, OCPP 1.6 errata §3.25/3.26); no field at all matches everything.
+        External-constraint profiles match only with ``external``.
         """
+        if profile.purpose.is_external and not self.external:
+            return False
         if self.profile_id is not None:
             return profile.profile_id == self.profile_id
         return (

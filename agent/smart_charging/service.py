@@ -213,7 +213,9 @@ class SmartChargingService:
     async def install(self, profile: ChargingProfile) -> InstallResult:
         """Validate, install and persist ``profile``, then apply the new limits.
 
-        Persisted before it returns, so an accepted answer survives a power cut.
+        Persisted before it returns, so an accepted answer survives a power cut. Any
+        purpose: the station's own energy manager installs ``Purpose.EXTERNAL``
+        constraints here too (and removes them with ``ClearCriteria(external=True)``).
 
         Returns:
             Rejected with the reasons, or accepted with the ids it replaced. Also

@@ -13,6 +13,8 @@ because the engine needs it:
 * A TxProfile needs a transaction running on its EVSE (1.6 §3.13.1, K01.FR.09/16). A
   TxProfile embedded in a RemoteStart is installed when its transaction starts, so the
   adapter validates it then.
+* External constraints (``Purpose.EXTERNAL``) go on the station (0) or an EVSE; that
+  the CSMS may not set them is the adapters' rule, not this module's.
 """
 
 from __future__ import annotations

@@ -589,7 +589,12 @@ def random_profile(draw: st.DrawFn) -> ChargingProfile:
     purpose = draw(st.sampled_from(Purpose))
     kinds = [Kind.ABSOLUTE, Kind.RECURRING] if purpose is CPMAX else list(Kind)
     kind = draw(st.sampled_from(kinds))
-    evse_id = {CPMAX: 0, TX: draw(st.integers(1, 2)), TXDEF: draw(st.integers(0, 2))}[purpose]
+    evse_id = {
+        CPMAX: 0,
+        TX: draw(st.integers(1, 2)),
+        TXDEF: draw(st.integers(0, 2)),
+        Purpose.EXTERNAL: draw(st.integers(0, 2)),
+    }[purpose]
     unit = draw(st.sampled_from(RateUnit))
     tenths = st.integers(0, 700) if unit is A else st.integers(0, 300_000)
     offsets = draw(st.lists(st.integers(1, 200), max_size=3, unique=True))
@@ -664,7 +669,12 @@ def brute_limit(
     volts: int,
     phases: int,
 ) -> tuple[float, int] | None:
-    groups = [[p for p in profiles if p.purpose is CPMAX]]
+    ext = Purpose.EXTERNAL
+    groups = [
+        [p for p in profiles if p.purpose is CPMAX],
+        [p for p in profiles if p.purpose is ext and p.evse_id == 0],  # caps like CPMAX
+        [p for p in profiles if p.purpose is ext and p.evse_id == evse_id],
+    ]
     tx_layer = [
         [
             p
@@ -694,7 +704,7 @@ def brute_limit(
         if p.schedule.rate_unit is W and unit is A:
             value = value / (volts * n)
         values.append((value, n))
-        if index >= 1:
+        if index >= len(groups):
             break  # the first Tx-layer group with a period wins
     if not values:
         return None

@@ -182,9 +182,12 @@ def test_purpose_names_of_both_versions(name: str, purpose: Purpose) -> None:
     assert Purpose.from_spec(name) is purpose
 
 
-def test_external_constraints_are_not_a_purpose_of_this_engine() -> None:
+def test_external_constraints_are_a_purpose_no_csms_sets() -> None:
+    purpose = Purpose.from_spec("ChargingStationExternalConstraints")
+    assert purpose is Purpose.EXTERNAL and purpose.is_external
+    assert not any(p.is_external for p in Purpose if p is not Purpose.EXTERNAL)
     with pytest.raises(ValueError):
-        Purpose.from_spec("ChargingStationExternalConstraints")
+        Purpose.from_spec("NoSuchProfile")
 
 
 # ------------------------------------------------------------------------- persistence
