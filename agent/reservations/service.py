@@ -11,6 +11,9 @@
   hold changed gets ``charger.ReservationChanged``. Reservations end when a
   transaction uses them (its journal record names the reservation), when their
   connector becomes Faulted or Unavailable, or on expiry/cancel (1.6 5.13).
+* Observable: ``subscribe_ended`` tells who cares (the 2.0.1 ReservationStatusUpdate)
+  when the station itself ends a reservation: it expired, or its connector became
+  unusable. Cancels and uses are the CSMS's and the transaction's own news.
 
 Runs in the event loop thread only.
 """
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Mapping
+from enum import StrEnum
 
 from agent.clock import Clock
 from agent.evse import charger
@@ -38,11 +42,23 @@ from agent.reservations.book import (
 )
 from agent.settings import Settings
 
-__all__ = ["STORE_KEY", "ReservationService", "occupancy_of"]
+__all__ = ["STORE_KEY", "EndedListener", "ReservationEnd", "ReservationService", "occupancy_of"]
 
 log = logging.getLogger(__name__)
 
 STORE_KEY = "reservations"
+
+
+class ReservationEnd(StrEnum):
+    """Why the station itself ended a reservation (2.0.1 ReservationUpdateStatus spelling)."""
+
+    EXPIRED = "Expired"
+    """Its expiry passed (also while the station was down)."""
+    REMOVED = "Removed"
+    """Its connector (or, for connector 0, the station) became Faulted or Unavailable."""
+
+
+EndedListener = Callable[[Reservation, ReservationEnd], None]
 
 
 def occupancy_of(state: ChargerState) -> Occupancy:
@@ -91,6 +107,20 @@ class ReservationService:
         self._saver: asyncio.Task[None] | None = None
         self._dirty = False
         self._stopped = False
+        self._ended_listeners: list[EndedListener] = []
+
+    def subscribe_ended(self, listener: EndedListener) -> Callable[[], None]:
+        """Be called (in the loop thread, synchronously) for every reservation the
+        station ends by itself: expired or removed (see ``ReservationEnd``); returns
+        a function that unsubscribes. Expiries found by ``start`` are told to the
+        listeners subscribed before it."""
+        self._ended_listeners.append(listener)
+        return lambda: self._ended_listeners.remove(listener)
+
+    def _tell_ended(self, gone: Collection[Reservation], why: ReservationEnd) -> None:
+        for reservation in gone:
+            for listener in list(self._ended_listeners):
+                listener(reservation, why)
 
     @property
     def book(self) -> ReservationBook:
@@ -122,6 +152,7 @@ class ReservationService:
         book, expired = book.expire(self._clock.now())
         for r in expired:
             log.info("reservation %d expired while the station was down", r.reservation_id)
+        self._tell_ended(expired, ReservationEnd.EXPIRED)
         used = []
         for reservation_id in sorted(set(used_ids)):
             book, gone = book.remove(reservation_id)
@@ -212,6 +243,7 @@ class ReservationService:
         )
         for r in gone:
             log.info("reservation %d ended: connector unusable", r.reservation_id)
+        self._tell_ended(gone, ReservationEnd.REMOVED)
         for ctl in self._controllers.values():
             tx = ctl.transaction
             if tx is not None and tx.reservation_id is not None:
@@ -244,6 +276,7 @@ class ReservationService:
         book, gone = self._book.expire(self._clock.now())
         for r in gone:
             log.info("reservation %d expired", r.reservation_id)
+        self._tell_ended(gone, ReservationEnd.EXPIRED)
         if gone:
             self._book = book
             self._save()
