@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import functools
 import logging
 import random
 import ssl
@@ -28,17 +30,28 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketExcepti
 
 from agent.authorization.authorizer import IdTagInfo, OnlineAuthorizer
 from agent.config import CsmsConfig
+from agent.network_profiles import Endpoint
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1 << 20
+VERSION_SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+"""An endpoint's OCPP version -> the subprotocol of its adapter ("auto": all)."""
 
 
 class SessionRunner(Protocol):
     subprotocol: str
 
     async def run_session(self, ws: Any, charge_point_id: str) -> None: ...
+
+
+class EndpointSource(Protocol):
+    """Where the supervisor gets the endpoints to try (``NetworkProfileStore``)."""
+
+    def endpoints(self, priority: Sequence[str]) -> Sequence[Endpoint]: ...
+
+    async def mark_working(self, slot: str) -> None: ...
 
 
 class FirstOnline:
@@ -104,6 +117,9 @@ class ConnectionSupervisor:
         runners: Several, offered in this order of preference (version "auto").
         settings: For ``websocket_ping_interval_s`` and ``authorization_key``.
         on_connection: Optional hook called with True on connect, False on loss.
+        profiles: Network profiles (2.0.1 B09/B10): with them the endpoints are
+            tried in ``network_configuration_priority`` order with fallback; without
+            (1.6), always ``csms``.
         rng: Jitter source (seeded in tests).
     """
 
@@ -118,8 +134,10 @@ class ConnectionSupervisor:
         on_connection: Callable[[bool], None] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        profiles: EndpointSource | None = None,
     ) -> None:
         self._csms = csms
+        self._profiles = profiles
         self._id = charge_point_id
         self._runners = {r.subprotocol: r for r in ([runner] if runner else []) + list(runners)}
         if not self._runners:
@@ -131,8 +149,8 @@ class ConnectionSupervisor:
         self.connects = 0
         self.failures = 0
 
-    def _headers(self) -> dict[str, str]:
-        if self._csms.security_profile not in (1, 2):
+    def _headers(self, csms: CsmsConfig) -> dict[str, str]:
+        if csms.security_profile not in (1, 2):
             return {}
         # A key set by the CSMS (AuthorizationKey) wins over the configured password.
         password = str(self._settings.get("authorization_key")) or self._csms.basic_auth_password
@@ -140,49 +158,120 @@ class ConnectionSupervisor:
 
     async def run(self) -> None:
         """Connect, run sessions, reconnect; returns only when cancelled."""
-        url = endpoint_url(self._csms.url, self._id)
+        if self._profiles is not None:
+            await self._run_profiles(self._profiles)
+            return
         attempt = 0
         while True:
-            ping_s = self._settings.get_int("websocket_ping_interval_s") or None
-            try:
-                async with connect(
-                    url,
-                    subprotocols=list(self._runners),  # type: ignore[arg-type]
-                    additional_headers=self._headers(),
-                    ssl=tls_context(self._csms) if url.startswith("wss://") else None,
-                    open_timeout=self._csms.connect_timeout_s,
-                    ping_interval=ping_s,
-                    ping_timeout=ping_s,
-                    close_timeout=2,
-                    max_size=MAX_FRAME_BYTES,
-                ) as ws:
-                    runner = self._runners.get(str(ws.subprotocol))
-                    if ws.subprotocol is None or runner is None:
-                        log.error("CSMS accepted none of %s", ", ".join(self._runners))
-                        await ws.close(1002, "subprotocol required")
-                    else:
-                        self.connects += 1
-                        attempt = 0
-                        log.info("connected to %s (%s)", url, ws.subprotocol)
-                        self._notify(True)
-                        try:
-                            await runner.run_session(ws, self._id)
-                        finally:
-                            self._notify(False)
-            except asyncio.CancelledError:
-                raise
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as e:
-                self.failures += 1
-                log.warning("CSMS connection failed: %s", _reason(e))
-            except Exception:
-                self.failures += 1
-                log.exception("OCPP session ended with an error")
-            delay_s = backoff_delay_s(
-                attempt, self._csms.reconnect_min_s, self._csms.reconnect_max_s, self._rng
-            )
+            if await self._attempt(self._csms, self._runners):
+                attempt = 0
+            await self._back_off(attempt)
             attempt += 1
-            log.info("reconnecting in %.1f s", delay_s)
-            await self._sleep(delay_s)
+
+    async def _back_off(self, attempt: int) -> None:
+        delay_s = backoff_delay_s(
+            attempt, self._csms.reconnect_min_s, self._csms.reconnect_max_s, self._rng
+        )
+        log.info("reconnecting in %.1f s", delay_s)
+        await self._sleep(delay_s)
+
+    def _runners_for(self, version: str) -> dict[str, SessionRunner]:
+        wanted = VERSION_SUBPROTOCOLS.get(version)
+        if wanted is None:  # "auto": every version adapter we have
+            return dict(self._runners)
+        return {p: r for p, r in self._runners.items() if p == wanted}
+
+    async def _run_profiles(self, profiles: EndpointSource) -> None:
+        """B10: try the endpoints in priority order, each up to
+        ``network_profile_connection_attempts`` failed connects in a row, then the
+        next; the last working one comes last (``NetworkProfileStore.endpoints``).
+        A changed priority list is picked up whenever a connection attempt ends."""
+        attempt = 0
+        while True:
+            priority = self._settings.get_list("network_configuration_priority")
+            tries = max(1, self._settings.get_int("network_profile_connection_attempts"))
+            usable = 0
+            for endpoint in profiles.endpoints(priority):
+                runners = self._runners_for(endpoint.ocpp_version)
+                if not runners:
+                    log.warning(
+                        "network profile %s: no adapter for OCPP %s; skipped",
+                        endpoint.slot,
+                        endpoint.ocpp_version,
+                    )
+                    continue
+                usable += 1
+                csms = dataclasses.replace(
+                    self._csms, url=endpoint.url, security_profile=endpoint.security_profile
+                )
+                failed = 0
+                while failed < tries:
+                    up = functools.partial(profiles.mark_working, endpoint.slot)
+                    if await self._attempt(csms, runners, on_up=up):
+                        attempt, failed = 0, 0
+                    else:
+                        failed += 1
+                    await self._back_off(attempt)
+                    attempt += 1
+                    if self._settings.get_list("network_configuration_priority") != priority:
+                        break  # the CSMS changed the order: start over with the new one
+                else:
+                    log.warning(
+                        "network profile %s failed %d times; trying the next", endpoint.slot, tries
+                    )
+                    continue
+                break
+            if usable == 0:
+                log.error("no usable network profile in priority %s", ",".join(priority))
+                await self._back_off(attempt)
+                attempt += 1
+
+    async def _attempt(
+        self,
+        csms: CsmsConfig,
+        runners: dict[str, SessionRunner],
+        on_up: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """One connection: True if it came up (a session ran), False if it failed."""
+        url = endpoint_url(csms.url, self._id)
+        ping_s = self._settings.get_int("websocket_ping_interval_s") or None
+        connected = False
+        try:
+            async with connect(
+                url,
+                subprotocols=list(runners),  # type: ignore[arg-type]
+                additional_headers=self._headers(csms),
+                ssl=tls_context(csms) if url.startswith("wss://") else None,
+                open_timeout=csms.connect_timeout_s,
+                ping_interval=ping_s,
+                ping_timeout=ping_s,
+                close_timeout=2,
+                max_size=MAX_FRAME_BYTES,
+            ) as ws:
+                runner = runners.get(str(ws.subprotocol))
+                if ws.subprotocol is None or runner is None:
+                    log.error("CSMS accepted none of %s", ", ".join(runners))
+                    await ws.close(1002, "subprotocol required")
+                    return False
+                self.connects += 1
+                connected = True
+                log.info("connected to %s (%s)", url, ws.subprotocol)
+                if on_up is not None:
+                    await on_up()
+                self._notify(True)
+                try:
+                    await runner.run_session(ws, self._id)
+                finally:
+                    self._notify(False)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as e:
+            self.failures += 1
+            log.warning("CSMS connection failed: %s", _reason(e))
+        except Exception:
+            self.failures += 1
+            log.exception("OCPP session ended with an error")
+        return connected
 
     def _notify(self, connected: bool) -> None:
         if self._on_connection is not None:
