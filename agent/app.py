@@ -45,6 +45,7 @@ from agent.console.sim_control import SimControlServer, socket_path
 from agent.events import EvseStatusChanged
 from agent.evse.aligned import ClockAlignedSampler
 from agent.evse.controller import EvseController, EvseHardware
+from agent.network_profiles import NetworkProfileStore, config_endpoint
 from agent.ocpp.connection import ConnectionSupervisor, FirstOnline, SessionRunner
 from agent.ocpp.outbox import OutboxDelivery
 from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
@@ -221,6 +222,9 @@ class App:
                     ventilation_available=cfg.station.ventilation_available,
                     on_sample=station.publish_sample,
                     admit=station.admit_start,
+                    # 2.0.1 TxStartPoint/TxStopPoint; 1.6 (and "auto", which may end
+                    # up on 1.6) keeps 1.6's fixed points
+                    configurable_tx_points=cfg.csms.ocpp_version == "2.0.1",
                 )
             interrupted = await station.recover_interrupted()
             await journal.forget_finished(keep_last=FINISHED_TRANSACTIONS_KEPT)
@@ -252,6 +256,7 @@ class App:
                 used_ids={r.reservation_id for r in interrupted if r.reservation_id is not None},
             )
             station.attach_reservations(reservations)
+            station.master_pass_group = lambda: str(settings.get("master_pass_group_id"))
             slots, firmware, diagnostics = self._build_firmware(store, station)
             # slot backends block (``rauc status`` can take seconds): not on the loop
             booted_version = await asyncio.to_thread(slots.booted_version)
@@ -264,6 +269,7 @@ class App:
             )
             version = cfg.csms.ocpp_version
             runners: list[SessionRunner] = []  # in order of preference ("auto": 2.0.1 first)
+            profiles: NetworkProfileStore | None = None  # 2.0.1 B09/B10 (1.6: [csms] only)
             if version in ("2.0.1", "auto"):
                 # imported here: a 1.6-only agent does not load the 2.0.1 schemas (~10 MB)
                 from agent.ocpp.v201 import adapter as v201
@@ -285,8 +291,11 @@ class App:
                     attach_authorizer=version == "2.0.1",
                     local_list_entries=await local_list.size(),
                     journal=journal,
+                    local_list=local_list,
                 )
                 runners.append(self.adapter201)
+                profiles = NetworkProfileStore(settings_store, config_endpoint(cfg.csms), persisted)
+                self.adapter201.network_profiles = profiles
             if LAST_EXIT_KEY in persisted:
                 await settings_store.delete(LAST_EXIT_KEY)
             if version in ("1.6", "auto"):
@@ -330,6 +339,7 @@ class App:
                 charge_point_id=cfg.station.charge_point_id,
                 runners=runners,
                 settings=settings,
+                profiles=profiles,
             )
             tasks.append(asyncio.create_task(self.supervisor.run(), name="ocpp-connection"))
             if self.rigs:

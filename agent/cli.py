@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--firmware", action="store_true", help="a signed firmware update instead of a session"
     )
+    demo.add_argument(
+        "--ocpp", choices=["1.6", "2.0.1"], default="1.6", help="OCPP version of the session demo"
+    )
 
     sim = sub.add_parser("sim", help="drive the simulated EV of a running --sim agent")
     sim.add_argument("action", choices=SIM_COMMANDS)
@@ -192,6 +195,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hil.demo import run_demo, run_firmware_demo
 
     demo = run_firmware_demo if args.firmware else run_demo
+    if args.ocpp == "2.0.1" and not args.firmware:
+        from hil.demo201 import run_demo201
+
+        demo = run_demo201
     code: int = asyncio.run(demo(quiet=args.quiet))
     return code
 

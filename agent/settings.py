@@ -103,13 +103,16 @@ class SettingDef:
 
 # OCPP 2.0.1 TxCtrlr.TxStartPoint / TxStopPoint members this station can detect
 # (REFERENCE 4.4): EVConnected (CP state B/C/D), Authorized (an accepted idToken or
-# remote start), PowerPathClosed (contactor closed), EnergyTransfer (current flows).
+# remote start), PowerPathClosed (plugged in and authorized: the contactor closes as
+# soon as the EV asks), EnergyTransfer (the EV asks for power and the contactor closes);
+# the core's agent.events.TxPoint. Applied with ocpp_version "2.0.1" only.
 # Not: ParkingBayOccupancy (no bay sensor), DataSigned (no signed meter values).
 TX_POINTS: tuple[str, ...] = ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")
 
 # OCPP 2.0.1 network configuration slots. Slot 1 is the config file's [csms] table;
-# SetNetworkProfile (B09) is not supported yet, so it is the only slot.
-NETWORK_PROFILE_SLOTS: tuple[str, ...] = ("1",)
+# the others are written by SetNetworkProfile (B09, agent/network_profiles.py). A slot
+# in the priority list without a profile is skipped by the connection supervisor.
+NETWORK_PROFILE_SLOTS: tuple[str, ...] = ("1", "2", "3", "4")
 
 DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("heartbeat_interval_s", 300, min_value=1),
@@ -171,6 +174,9 @@ DEFINITIONS: tuple[SettingDef, ...] = (
     SettingDef("limit_change_significance_pct", 10, min_value=0),
     # DeviceDataCtrlr.ItemsPerMessage: read-only for the CSMS, a vendor may lower it
     SettingDef("device_model_items_per_message", 50, mutable=False, min_value=1),
+    # AuthCtrlr.MasterPassGroupId (2.0.1 C16): a token of this group stops every
+    # transaction and starts none; "" = no MasterPass group
+    SettingDef("master_pass_group_id", ""),
 )
 
 _BY_NAME: Mapping[str, SettingDef] = {d.name: d for d in DEFINITIONS}

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from agent.authorization.authorizer import Authorizer
+from agent.authorization.master_pass import is_master_pass
 from agent.clock import Clock
 from agent.events import ConnectorStatus, EvseStatusChanged, MeterSample, StopReason
 from agent.evse import charger
@@ -98,6 +99,8 @@ class Station:
         self._sample_listeners: list[SampleListener] = []
         self.smart_charging: SmartChargingService | None = None
         self.reservations: ReservationService | None = None
+        # MasterPass group (setting master_pass_group_id, "" = none), read per token
+        self.master_pass_group: Callable[[], str] = lambda: ""
 
     # ------------------------------------------------------------ status
 
@@ -215,7 +218,21 @@ class Station:
 
     def admit_start(self, evse_id: int, id_tag: str, parent_id_tag: str | None) -> Admission:
         """May an authorized ``id_tag`` (with its parent) start on ``evse_id``, using
-        which reservation (the controllers ask after every accepted authorization)."""
+        which reservation (the controllers ask after every accepted authorization).
+
+        A MasterPass token (its parent is ``master_pass_group``, 2.0.1 C16) starts
+        nothing: it stops every transaction of the station (reason MasterPass)."""
+        if is_master_pass(parent_id_tag, self.master_pass_group()):
+            stopping = [c for c in self.controllers.values() if c.state.tx_active]
+            log.warning(
+                "MasterPass %s on evse %d: stopping %d transaction(s)",
+                id_tag,
+                evse_id,
+                len(stopping),
+            )
+            for ctl in stopping:
+                ctl.post(charger.StopRequested(StopReason.MASTER_PASS))
+            return Admission(False)
         if self.reservations is None:
             return Admission(True)
         return self.reservations.admit(evse_id, id_tag, parent_id_tag)
@@ -246,7 +263,7 @@ class Station:
         return (
             s.operative
             and not s.blocked  # EV-side errors too, as the machine does
-            and not s.tx_active
+            and (not s.tx_active or s.awaiting_id)  # a cable-first one takes the id
             and s.pending_auth is None
             and s.authorized_id is None
         )
@@ -335,6 +352,28 @@ class Station:
         await asyncio.gather(*(c.wait_no_transaction() for c in self.controllers.values()))
         log.warning("%s reset: restarting", kind)
         self._request_restart(kind)
+
+    async def reset_evse(self, evse_id: int, kind: ResetKind) -> None:
+        """Reset one EVSE; the others and the process keep running.
+
+        HARD stops its transaction (HardReset; the contactor opens first), SOFT waits
+        for it to end by itself. Then the EVSE's session restarts: an Unavailable step
+        drops any authorization or pending start, and the EVSE returns to its
+        persisted availability. The controller task and its hardware stay up (the
+        HAL has no per-EVSE power cycle). Returns once that is done.
+
+        Raises:
+            KeyError: No such EVSE.
+        """
+        ctl = self.controllers[evse_id]
+        if kind == ResetKind.HARD and ctl.state.tx_active:
+            ctl.post(charger.StopRequested(StopReason.HARD_RESET))
+        await ctl.drain()  # a start queued before this counts as a transaction
+        await ctl.wait_no_transaction()
+        log.warning("evse %d: %s reset", evse_id, kind)
+        ctl.post(charger.AvailabilityChanged(False))
+        ctl.post(charger.AvailabilityChanged(self.effective_operative(evse_id)))
+        await ctl.drain()
 
     async def unlock(self, evse_id: int) -> UnlockResult:
         """Stop a running transaction (UnlockCommand) and release the connector.

@@ -32,6 +32,12 @@ Keys:
     meter_read_ms_p50_tcp / _rtu: see ``hil.bench_meter``.
     firmware_download_ratio / _mb_per_s / _peak_rss_mb, firmware_idle_rss_mb: a 200 MB
         firmware download vs. plain urllib, and its memory; see ``hil.bench_firmware``.
+    cpu_us_per_message, bare_cpu_us_per_message, cpu_ratio_vs_bare_ocpp: agent process
+        CPU per transaction message vs. a bare ``ocpp`` client; see ``hil.bench_cpu``.
+
+``--ocpp 2.0.1``: the latency, process and cpu parts (the default then) run a 2.0.1
+agent against ``hil.csms201`` (remote start: RequestStartTransaction; the profile
+trials and profile_to_duty_ms_p50 are 1.6 only).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
 from agent.persistence.store import Store
 from agent.transactions.journal import TransactionJournal
 from hil.csms import CP_TO_CSMS, CsmsEmulator
+from hil.csms201 import CsmsEmulator201
 
 SAFETY_TRIALS = 200
 REMOTE_START_TRIALS = 30
@@ -97,9 +104,13 @@ async def until(predicate: Callable[[], bool], timeout_s: float = STEP_TIMEOUT_S
 
 
 async def in_process_agent(
-    csms: CsmsEmulator, tmp: Path, body: Callable[[App], Awaitable[dict[str, Any]]]
+    csms: CsmsEmulator,
+    tmp: Path,
+    body: Callable[[App], Awaitable[dict[str, Any]]],
+    version: str = "1.6",
 ) -> dict[str, Any]:
     data = sim_defaults(tmp, csms.url, "BENCH-CP")
+    data["csms"]["ocpp_version"] = version
     data["ocpp"] = {"meter_value_sample_interval_s": 0}
     app = App(parse_config(data))
     runner = asyncio.create_task(app.run())
@@ -112,7 +123,9 @@ async def in_process_agent(
         await runner
 
 
-async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+async def bench_safety_and_remote_start(
+    csms: CsmsEmulator, tmp: Path, version: str = "1.6"
+) -> dict[str, Any]:
     async def body(app: App) -> dict[str, Any]:
         rig = app.rigs[1]
         ctl = app.station.controllers[1] if app.station else None
@@ -143,11 +156,16 @@ async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[s
             rig.apply("swipe", tx.id_tag)  # local stop: the EV stays plugged and goes to B
             await until(lambda: ctl.transaction is None and not rig.coil_is_on())
             t0 = time.perf_counter()
-            await csms.call(
-                "BENCH-CP", call.RemoteStartTransaction(id_tag="REMOTE", connector_id=1)
-            )
+            await csms.call("BENCH-CP", _remote_start(version, remote_start_id=len(start_ms)))
             start_ms.append((await until(rig.coil_is_on) - t0) * 1000)
         progress(f"remote start: {REMOTE_START_TRIALS} trials")
+        figures = {
+            "safety_open_ms_p50": round(percentile(opens_ms, 50), 3),
+            "safety_open_ms_p99": round(percentile(opens_ms, 99), 3),
+            "remote_start_to_contactor_ms_p50": round(percentile(start_ms, 50), 3),
+        }
+        if version != "1.6":  # the profile trials send 1.6 SetChargingProfile
+            return figures
 
         # SetChargingProfile (a TxDefaultProfile stepping down by 0.5 A from 31 A) sent
         # by the CSMS while charging, until the PWM duty the EV sees has changed. Only
@@ -162,14 +180,22 @@ async def bench_safety_and_remote_start(csms: CsmsEmulator, tmp: Path) -> dict[s
                 (await until(lambda b=before: rig.pilot.output.duty_pct != b) - t0) * 1000
             )
         progress(f"profile to duty: {PROFILE_TRIALS} trials")
-        return {
-            "profile_to_duty_ms_p50": round(percentile(duty_ms, 50), 3),
-            "safety_open_ms_p50": round(percentile(opens_ms, 50), 3),
-            "safety_open_ms_p99": round(percentile(opens_ms, 99), 3),
-            "remote_start_to_contactor_ms_p50": round(percentile(start_ms, 50), 3),
-        }
+        return {**figures, "profile_to_duty_ms_p50": round(percentile(duty_ms, 50), 3)}
 
-    return await in_process_agent(csms, tmp, body)
+    return await in_process_agent(csms, tmp, body, version)
+
+
+def _remote_start(version: str, remote_start_id: int) -> Any:
+    """The CSMS's remote start of EVSE 1 in ``version`` (1.6 or 2.0.1)."""
+    if version == "1.6":
+        return call.RemoteStartTransaction(id_tag="REMOTE", connector_id=1)
+    from ocpp.v201 import call as call201
+
+    return call201.RequestStartTransaction(
+        id_token={"id_token": "REMOTE", "type": "Central"},
+        remote_start_id=remote_start_id,
+        evse_id=1,
+    )
 
 
 GPIO_POLL_INTERVAL_S = 0.002
@@ -384,10 +410,12 @@ async def _cpu_pct(pid: int, window_s: float) -> float:
     return (_proc_cpu_s(pid) - cpu0) / (time.monotonic() - t0) * 100
 
 
-def _write_config(path: Path, cp_id: str, data_dir: Path, url: str, sample_interval_s: int) -> Path:
+def _write_config(
+    path: Path, cp_id: str, data_dir: Path, url: str, sample_interval_s: int, version: str = "1.6"
+) -> Path:
     path.write_text(
         f'[station]\ncharge_point_id = "{cp_id}"\ndata_dir = "{data_dir}"\n'
-        f'[csms]\nurl = "{url}"\n'
+        f'[csms]\nurl = "{url}"\nocpp_version = "{version}"\n'
         f"[ocpp]\nmeter_value_sample_interval_s = {sample_interval_s}\n"
         '[[evse]]\nid = 1\nmeter = { backend = "sim" }\ncontactor = { backend = "sim" }\n'
         'pilot = { backend = "sim" }\ntoken_reader = { backend = "sim" }\n'
@@ -433,23 +461,31 @@ class _agent_process:
         self._log.close()
 
 
-async def bench_process(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
+async def bench_process(csms: CsmsEmulator, tmp: Path, version: str = "1.6") -> dict[str, Any]:
     """Boot time, CPU and RSS of a real agent process."""
-    config = _write_config(tmp / "agent.toml", "BENCH-PROC", tmp / "data", csms.url, 1)
+    config = _write_config(tmp / "agent.toml", "BENCH-PROC", tmp / "data", csms.url, 1, version)
+    started, sampled_action = (
+        ("StartTransaction", "MeterValues") if version == "1.6" else ("TransactionEvent",) * 2
+    )
     child = _agent_process(config, tmp / "agent.log")
     async with child as proc:
         boot = await csms.wait_for("BootNotification", cp_id="BENCH-PROC", timeout_s=30)
         boot_ms = (boot.monotonic_s - child.started_s) * 1000
-        await csms.wait_for("StatusNotification", cp_id="BENCH-PROC", count=2, timeout_s=30)
+        await csms.wait_for(  # connector 1 (1.6) / EVSE 1 connector 1 (2.0.1) reported
+            "StatusNotification",
+            cp_id="BENCH-PROC",
+            predicate=lambda c: c.payload.get("connectorId") == 1,
+            timeout_s=30,
+        )
         idle = await _cpu_pct(proc.pid, IDLE_WINDOW_S)
         sock = socket_path(tmp / "data")
         await send_command(sock, 1, "plug", None)
         await send_command(sock, 1, "swipe", "BENCH")
-        await csms.wait_for("StartTransaction", cp_id="BENCH-PROC", timeout_s=30)
+        await csms.wait_for(started, cp_id="BENCH-PROC", timeout_s=30)
         charging = await _cpu_pct(proc.pid, RSS_WINDOW_S)
         rss = _proc_rss_mb(proc.pid)
-        sampled = len(csms.calls("MeterValues", cp_id="BENCH-PROC"))
-        progress(f"process: {sampled} MeterValues in the charging window")
+        sampled = len(csms.calls(sampled_action, cp_id="BENCH-PROC"))
+        progress(f"process: {sampled} {sampled_action} in the charging window")
     return {
         "boot_to_boot_notification_ms": round(boot_ms, 1),
         "rss_mb": round(rss, 1),
@@ -608,7 +644,7 @@ async def _bare_floor(url: str, count: int) -> float:
                 await receiver
 
 
-async def run_bench(parts: set[str]) -> dict[str, Any]:
+async def run_bench(parts: set[str], version: str = "1.6") -> dict[str, Any]:
     logging.basicConfig(level=logging.ERROR)
     import ocpp.messages
 
@@ -616,17 +652,26 @@ async def run_bench(parts: set[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="evse-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        async with CsmsEmulator(heartbeat_interval_s=300) as csms:
+        emulator = (
+            CsmsEmulator(heartbeat_interval_s=300)
+            if version == "1.6"
+            else CsmsEmulator201(heartbeat_interval_s=300)
+        )
+        async with emulator as csms:
             if "latency" in parts:
-                results.update(await bench_safety_and_remote_start(csms, tmp / "latency"))
+                results.update(await bench_safety_and_remote_start(csms, tmp / "latency", version))
             if "gpio" in parts:
                 results.update(await bench_safety_gpio(csms, tmp / "gpio"))
             if "rapi" in parts:
                 results.update(await bench_safety_rapi(csms, tmp / "rapi"))
             if "process" in parts:
-                results.update(await bench_process(csms, tmp))
+                results.update(await bench_process(csms, tmp, version))
         if "replay" in parts:
             results.update(await bench_replay(tmp))
+        if "cpu" in parts:
+            from hil.bench_cpu import bench_cpu
+
+            results.update(await bench_cpu(tmp / "cpu", version))
         if "composite" in parts:
             results.update(bench_composite())
         if "meter" in parts:
@@ -656,8 +701,15 @@ def main(argv: list[str] | None = None) -> int:
             "composite",
             "meter",
             "firmware",
+            "cpu",
         ],
-        help="run only these parts (default: all)",
+        help="run only these parts (default: all; with --ocpp 2.0.1: latency, process, cpu)",
+    )
+    parser.add_argument(
+        "--ocpp",
+        choices=["1.6", "2.0.1"],
+        default="1.6",
+        help="OCPP version of the agent in the latency, process and cpu parts",
     )
     args = parser.parse_args(argv)
     if args.floor_worker:  # child process of bench_replay: the bare ocpp client
@@ -666,11 +718,11 @@ def main(argv: list[str] | None = None) -> int:
         ocpp.messages.ASYNC_VALIDATION = False  # as the agent does
         asyncio.run(_bare_floor(args.floor_worker, args.count))
         return 0
-    parts = set(
-        args.only
-        or ["latency", "gpio", "rapi", "process", "replay", "composite", "meter", "firmware"]
-    )
-    results = asyncio.run(run_bench(parts))
+    default = ["latency", "gpio", "rapi", "process", "replay", "composite", "meter", "firmware"]
+    if args.ocpp != "1.6":  # the other parts are 1.6-specific or do not depend on the version
+        default = ["latency", "process"]
+    parts = set(args.only or [*default, "cpu"])
+    results = asyncio.run(run_bench(parts, args.ocpp))
     print(json.dumps(results, sort_keys=True))
     return 0
 

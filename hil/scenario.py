@@ -20,6 +20,7 @@ fast in tests and unchanged against slower hardware.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,7 +51,12 @@ class Sim:
 
 @dataclass(frozen=True)
 class Csms:
-    """Send a CSMS -> charger call; optionally check the answer's status."""
+    """Send a CSMS -> charger call; optionally check the answer's status.
+
+    ``payload`` is an ``ocpp`` call payload, or a callable ``(csms, cp_id) -> payload``
+    (or an awaitable of it) evaluated when the step runs, e.g. to name the transaction id
+    of the latest start.
+    """
 
     payload: Any
     status: str | None = None
@@ -126,8 +132,17 @@ class ScenarioFailed(AssertionError):
     """A step's expectation did not hold; the message names the step."""
 
 
+def _contains(actual: Any, expected: Any) -> bool:
+    """``expected`` is ``actual``, or a dict whose items ``actual`` contains (recursively)."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _contains(actual[k], v) for k, v in expected.items()
+        )
+    return bool(actual == expected)
+
+
 def _matches(call: ReceivedCall, fields: dict[str, Any]) -> bool:
-    return all(call.payload.get(k) == v for k, v in fields.items())
+    return _contains(call.payload, fields)
 
 
 class _Cursor:
@@ -179,6 +194,10 @@ async def _run_step(
         case Sim(command=command, arg=arg, evse=evse):
             target.apply_sim(evse, command, arg)
         case Csms(payload=payload, status=status):
+            if callable(payload):
+                payload = payload(csms, cp_id)
+                if inspect.isawaitable(payload):
+                    payload = await payload
             answer = await csms.call(cp_id, payload)
             if status is not None:
                 got = getattr(answer, "status", None)

@@ -215,11 +215,12 @@ async def test_reset_on_idle_waits_for_the_transaction(
     assert await agent.exited() == "reset"
 
 
-async def test_reset_of_one_evse_is_rejected_with_a_reason(
+async def test_reset_of_an_unknown_evse_is_rejected_with_a_reason(
     csms201: CsmsEmulator201, start_app: StartApp
 ) -> None:
+    # the per-EVSE reset itself: tests/ocpp/test_v201_reset.py
     agent = await start_registered(csms201, start_app)
-    result = await csms201.call(CP, call.Reset(type="Immediate", evse_id=1))
+    result = await csms201.call(CP, call.Reset(type="Immediate", evse_id=5))
     assert result.status == "Rejected"
     assert result.status_info["reason_code"] == "UnsupportedRequest"
     assert not agent.task.done()

@@ -204,7 +204,7 @@ async def call_error(csms: CsmsEmulator201, frame: str) -> list[Any]:
         ("{not json", "-1", "FormatViolation"),
         ('{"a": 1}', "-1", "ProtocolError"),
         ('[2, "m1", "NoSuchAction", {}]', "m1", "NotImplemented"),
-        ('[2, "m2", "SetChargingProfile", {}]', "m2", "NotSupported"),
+        ('[2, "m2", "SetDisplayMessage", {}]', "m2", "NotSupported"),
         ('[2, "m3", "Reset", {"type": 5}]', "m3", None),
         ('[2, "m4", "Reset", {}]', "m4", None),
         ('[2, "m5", "Reset", {"type": "Immediate", "extra": 1}]', "m5", None),

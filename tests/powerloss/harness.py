@@ -53,6 +53,7 @@ def write_config(
     charge_point_id: str,
     data_dir: Path,
     ocpp: Mapping[str, int | bool] | None = None,
+    ocpp_version: str = "1.6",
 ) -> Path:
     """Write the agent's TOML config for a power-loss test and return ``path``.
 
@@ -66,6 +67,7 @@ def write_config(
         charge_point_id: The charge point identity.
         data_dir: The agent's data directory (the journal lives there).
         ocpp: Extra or overriding ``[ocpp]`` settings.
+        ocpp_version: ``csms.ocpp_version`` ("1.6" or "2.0.1").
     """
     settings: dict[str, int | bool] = {
         "meter_value_sample_interval_s": 1,
@@ -88,7 +90,7 @@ def write_config(
         "",
         "[csms]",
         f"url = {json.dumps(csms_url)}",
-        'ocpp_version = "1.6"',
+        f"ocpp_version = {json.dumps(ocpp_version)}",
         "reconnect_min_s = 0.1",
         "reconnect_max_s = 0.5",
         "connect_timeout_s = 5.0",
@@ -145,6 +147,7 @@ class AgentProcess:
         csms_url: str,
         charge_point_id: str,
         ocpp: Mapping[str, int | bool] | None = None,
+        ocpp_version: str = "1.6",
     ) -> AgentProcess:
         """Lay out config, data directory and log under ``base_dir`` (nothing runs yet)."""
         data_dir = base_dir / "data"
@@ -155,6 +158,7 @@ class AgentProcess:
             charge_point_id=charge_point_id,
             data_dir=data_dir,
             ocpp=ocpp,
+            ocpp_version=ocpp_version,
         )
         return cls(config_path, data_dir, base_dir / "agent.log", charge_point_id)
 

@@ -337,7 +337,7 @@ async def test_network_configuration_priority_requires_a_reboot() -> None:
     result = await dm.set(comm, "NetworkConfigurationPriority", "1")
     assert result.status == SetStatus.REBOOT_REQUIRED
     assert settings.get("network_configuration_priority") == ("1",)
-    refused = await dm.set(comm, "NetworkConfigurationPriority", "2")  # no such slot
+    refused = await dm.set(comm, "NetworkConfigurationPriority", "5")  # no such slot
     assert (refused.status, refused.reason) == (SetStatus.REJECTED, "ValueNotInList")
 
 

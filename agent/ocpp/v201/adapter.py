@@ -25,8 +25,18 @@ requests). Rules kept here (2.0.1 Part 2 B01-B04, Part 4 OCPP-J):
   delivered the moment its CALLRESULT is read (acknowledged in the receive path), so
   a link that drops before the sender resumes does not send it twice.
 
-Not yet here: smart charging (K), reservation (H), local list (D), firmware update
-requests (L), GetLog, certificates (A/M), SetNetworkProfile.
+* Smart charging (K) is ``agent.ocpp.v201.smart_charging`` on the shared engine.
+
+* Authorization, local list and reservation (C, D, H): thin handlers over
+  ``agent.ocpp.v201.authorization`` and ``agent.ocpp.v201.reservation``; the
+  reservation service's "ended by the station" news becomes ReservationStatusUpdate,
+  queued in the adapter while no session runs.
+
+* Firmware (L01), GetLog (N01) and SecurityEventNotification: ``firmware.py``; the
+  reports come from the firmware journal's persisted queue. SetNetworkProfile (B09):
+  ``network.py`` onto ``agent.network_profiles`` (the supervisor switches, B10).
+
+Not yet here: certificates (A/M).
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from ocpp.v201.enums import Action
 from websockets.exceptions import ConnectionClosed
 
 from agent.authorization.authorizer import Authorizer, IdTagInfo
+from agent.authorization.local_list import LocalAuthList
 from agent.clock import Clock, parse_iso
 from agent.events import (
     AuthorizationStatus,
@@ -64,8 +75,13 @@ from agent.events import (
     ReadingContext,
     StopReason,
 )
+from agent.network_profiles import NetworkProfileStore
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
+from agent.ocpp.v201 import authorization as auth201
+from agent.ocpp.v201 import firmware as fw201
 from agent.ocpp.v201 import mapping, transactions
+from agent.ocpp.v201 import network as net201
+from agent.ocpp.v201 import reservation as res201
 from agent.ocpp.v201.device_model import (
     Attribute,
     Component,
@@ -76,12 +92,14 @@ from agent.ocpp.v201.device_model import (
     ReportItem,
     pages,
 )
-from agent.settings import Settings
+from agent.ocpp.v201.smart_charging import SmartCharging201
+from agent.settings import NETWORK_PROFILE_SLOTS, Settings
 from agent.station import Station
 from agent.transactions.journal import QueuedTxMessage, TransactionJournal
 from firmware_update.diagnostics import DiagnosticsService
+from firmware_update.journal import UpdateRequest
 from firmware_update.manager import FirmwareManager
-from firmware_update.status import UploadStatus
+from firmware_update.status import FirmwareStatus, UploadStatus
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +202,19 @@ class V201Adapter:
         self.diagnostics = diagnostics
         self.reset_supported_per_evse = reset_supported_per_evse
         self.journal = journal
+        # UpdateFirmware without signature ([firmware] accept_unsigned_updates)
+        self.accept_unsigned_updates = False
+        # B09 SetNetworkProfile target (None: Rejected); set by the composition root
+        self.network_profiles: NetworkProfileStore | None = None
         self.outbox = OutboxDelivery(journal, settings) if journal is not None else None
+        # D: the Local Authorization List (build_v201_adapter sets it; None: no list)
+        # and who keeps LocalAuthListCtrlr.Entries current after a SendLocalList
+        self.local_list: LocalAuthList | None = None
+        self.local_list_size: Callable[[int], None] = lambda _entries: None
+        # H: ReservationStatusUpdates (expired / removed by the station) to send
+        self.reservation_updates = res201.ReservationUpdates()
+        if station.reservations is not None:
+            station.reservations.subscribe_ended(self.reservation_updates.push)
         # idToken type a RequestStartTransaction named, by token (for its Started event)
         self.remote_token_types: dict[str, str] = {}
         self._pending_status: dict[int, EvseStatusChanged] = {}
@@ -405,9 +435,10 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
         id_token: dict[str, Any],
         remote_start_id: int,
         evse_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
         **_: Any,
     ) -> Any:
-        return self.session.request_start(id_token, remote_start_id, evse_id)
+        return self.session.request_start(id_token, remote_start_id, evse_id, charging_profile)
 
     @on(Action.request_stop_transaction)
     def on_request_stop_transaction(self, transaction_id: str, **_: Any) -> Any:
@@ -426,10 +457,160 @@ class _ChargePoint(ChargePoint):  # type: ignore[misc]  # ocpp ships no type hin
             return call_result.DataTransfer(status="UnknownVendorId")
         return call_result.DataTransfer(status="UnknownMessageId")
 
+    @on(Action.send_local_list)
+    async def on_send_local_list(
+        self,
+        version_number: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        answer = await self.session.send_local_list(
+            version_number, update_type, local_authorization_list
+        )
+        return call_result.SendLocalList(**answer.fields())
+
+    @on(Action.get_local_list_version)
+    async def on_get_local_list_version(self, **_: Any) -> Any:
+        adapter = self.session.adapter
+        version = await auth201.get_local_list_version(
+            adapter.local_list, enabled=adapter.settings.get_bool("local_auth_list_enabled")
+        )
+        return call_result.GetLocalListVersion(version_number=version)
+
+    @on(Action.reserve_now)
+    async def on_reserve_now(
+        self,
+        id: int,
+        expiry_date_time: str,
+        id_token: dict[str, Any],
+        evse_id: int | None = None,
+        group_id_token: dict[str, Any] | None = None,
+        connector_type: str | None = None,
+        **_: Any,
+    ) -> Any:
+        adapter = self.session.adapter
+        status = await res201.reserve_now(
+            adapter.station,
+            adapter.device_model,
+            accepted_boot=self.session.accepted,
+            reservation_id=id,
+            expiry_date_time=expiry_date_time,
+            id_token=id_token,
+            evse_id=evse_id,
+            group_id_token=group_id_token,
+            connector_type=connector_type,
+        )
+        return call_result.ReserveNow(status=status.value)
+
+    @on(Action.cancel_reservation)
+    async def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        ok = await self.session.adapter.station.cancel_reservation(reservation_id)
+        return call_result.CancelReservation(status="Accepted" if ok else "Rejected")
+
     @on(Action.clear_cache)
     async def on_clear_cache(self, **_: Any) -> Any:
         await self.session.adapter.station.clear_cache()
         return call_result.ClearCache(status="Accepted")
+
+    # --- K: smart charging (agent.ocpp.v201.smart_charging)
+
+    @on(Action.set_charging_profile)
+    async def on_set_charging_profile(
+        self, evse_id: int, charging_profile: dict[str, Any], **_: Any
+    ) -> Any:
+        return await self.session.smart.set_charging_profile(evse_id, charging_profile)
+
+    @on(Action.get_charging_profiles)
+    def on_get_charging_profiles(
+        self,
+        request_id: int,
+        charging_profile: dict[str, Any],
+        evse_id: int | None = None,
+        **_: Any,
+    ) -> Any:
+        return self.session.smart.get_charging_profiles(request_id, evse_id, charging_profile)
+
+    @after(Action.get_charging_profiles)
+    def after_get_charging_profiles(self, request_id: int, **_: Any) -> None:
+        self.session.spawn(self.session.smart.send_report(request_id, self.session._call))
+
+    @on(Action.clear_charging_profile)
+    async def on_clear_charging_profile(
+        self,
+        charging_profile_id: int | None = None,
+        charging_profile_criteria: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        return await self.session.smart.clear_charging_profile(
+            charging_profile_id, charging_profile_criteria
+        )
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(
+        self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **_: Any
+    ) -> Any:
+        return self.session.smart.get_composite_schedule(duration, evse_id, charging_rate_unit)
+
+    @on(Action.set_network_profile)
+    async def on_set_network_profile(
+        self, configuration_slot: int, connection_data: dict[str, Any], **_: Any
+    ) -> Any:
+        adapter = self.session.adapter
+        fields = await net201.set_network_profile(
+            adapter.network_profiles,
+            NETWORK_PROFILE_SLOTS,
+            configuration_slot,
+            connection_data,
+        )
+        return call_result.SetNetworkProfile(**fields)
+
+    @on(Action.update_firmware)
+    def on_update_firmware(
+        self,
+        request_id: int,
+        firmware: dict[str, Any],
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ) -> Any:
+        adapter = self.session.adapter
+        status, self.session.firmware_request = fw201.update_firmware(
+            adapter.firmware,
+            request_id,
+            firmware,
+            retries,
+            retry_interval,
+            accept_unsigned=adapter.accept_unsigned_updates,
+        )
+        return call_result.UpdateFirmware(status=status)
+
+    @after(Action.update_firmware)
+    async def after_update_firmware(self, **_: Any) -> None:
+        # L01: after the answer, so no status of the new update can overtake it
+        request, self.session.firmware_request = self.session.firmware_request, None
+        if request is not None and self.session.adapter.firmware is not None:
+            await self.session.adapter.firmware.request(request)
+
+    @on(Action.get_log)
+    async def on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ) -> Any:
+        service, name, cancelled = self.session.adapter.diagnostics, None, False
+        if service is not None:
+            try:
+                upload = fw201.log_request(log_type, log, request_id, retries, retry_interval)
+            except (ValueError, KeyError) as e:
+                logging.getLogger(__name__).warning("GetLog %d rejected: %s", request_id, e)
+            else:
+                name, cancelled = await service.request(upload)
+        return call_result.GetLog(**fw201.get_log_answer(name, cancelled))
 
 
 def _message_id(raw: str) -> str:
@@ -478,6 +659,10 @@ class _Session:
         # acknowledgements begun in the receive path, by message id
         self._acks: dict[str, asyncio.Task[None]] = {}
         self._report_lock = asyncio.Lock()  # NotifyReport pages of one report stay together
+        # K: smart charging requests (ReportChargingProfiles pages prepared per request)
+        self.smart = SmartCharging201(adapter.station, self._items_per_message)
+        # an UpdateFirmware answered but not yet handed to the firmware manager
+        self.firmware_request: UpdateRequest | None = None
         self._unsubscribe = adapter.settings.subscribe(self._on_setting)
 
     def _on_setting(self, name: str, value: object) -> None:
@@ -568,6 +753,15 @@ class _Session:
             group.create_task(self._heartbeat_loop(), name="ocpp201-heartbeat")
             group.create_task(self._status_loop(), name="ocpp201-status")
             group.create_task(self._events_loop(), name="ocpp201-events")
+            group.create_task(
+                self.adapter.reservation_updates.run(self._send_reservation_update),
+                name="ocpp201-reservations",
+            )
+            if self.adapter.firmware is not None:  # L01/N01 reports, security events
+                group.create_task(
+                    fw201.deliver_reports(self.adapter.firmware, self._call),
+                    name="ocpp201-firmware",
+                )
             if self.adapter.outbox is not None:
                 group.create_task(self.adapter.outbox.run(self._send_tx_message), name="ocpp201-tx")
 
@@ -700,7 +894,7 @@ class _Session:
             assert self.adapter.journal is not None
             ack = asyncio.create_task(self.adapter.journal.acknowledge(msg.seq))
         info = result.id_token_info if isinstance(result.id_token_info, dict) else None
-        if info is not None and msg.kind == "start":
+        if info is not None and "idToken" in payload:  # Started, or Updated(Authorized)
             self._check_deauthorized(msg.tx_id, str(info.get("status", "Invalid")))
         return SendOutcome.done(ack)
 
@@ -749,17 +943,39 @@ class _Session:
             log.warning("Authorize refused: %s", e)
             return None
         info = result.id_token_info if isinstance(result.id_token_info, dict) else {}
-        expiry = None
-        if info.get("cache_expiry_date_time"):
-            with contextlib.suppress(ValueError):
-                expiry = parse_iso(str(info["cache_expiry_date_time"]))
-        group = info.get("group_id_token")
-        parent = str(group.get("id_token")) if isinstance(group, dict) else None
-        return IdTagInfo(
-            status=mapping.authorization_status(str(info.get("status", "Invalid"))),
-            expiry=expiry,
-            parent_id_tag=parent,
+        return auth201.authorize_answer(info)
+
+    async def send_local_list(
+        self,
+        version_number: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None,
+    ) -> auth201.LocalListAnswer:
+        """D01: applied (durably) before the answer; Entries follows the new size."""
+        adapter = self.adapter
+        answer = await auth201.send_local_list(
+            adapter.local_list,
+            enabled=adapter.settings.get_bool("local_auth_list_enabled"),
+            version_number=version_number,
+            update_type=update_type,
+            local_authorization_list=local_authorization_list,
         )
+        if answer.status == "Accepted" and adapter.local_list is not None:
+            adapter.local_list_size(await adapter.local_list.size())
+        return answer
+
+    # --------------------------------------------------------- reservation
+
+    async def _send_reservation_update(self, reservation_id: int, status: str) -> None:
+        """H: a reservation the station ended (Expired / Removed)."""
+        try:
+            await self._call(
+                call.ReservationStatusUpdate(
+                    reservation_id=reservation_id, reservation_update_status=status
+                )
+            )
+        except OCPPError as e:  # refused: a retry would be refused again
+            log.warning("ReservationStatusUpdate %d refused: %s", reservation_id, e)
 
     # ------------------------------------------------------- device model
 
@@ -933,16 +1149,23 @@ class _Session:
         if refusal is not None:
             info = {"reason_code": "UnsupportedRequest", "additional_info": refusal}
             return call_result.Reset(status="Rejected", status_info=info)
-        busy = bool(self.adapter.station.running_transactions())
+        station = self.adapter.station
+        if evse_id is None:
+            busy = bool(station.running_transactions())
+        else:  # B12: only that EVSE's transaction matters
+            busy = station.controllers[evse_id].transaction is not None
         status = "Scheduled" if reset_type == "OnIdle" and busy else "Accepted"
         return call_result.Reset(status=status)
 
     def start_reset(self, reset_type: str, evse_id: int | None) -> None:
         if self._reset_refusal(evse_id) is None:
-            self.spawn(self._reset(reset_type))
+            self.spawn(self._reset(reset_type, evse_id))
 
-    async def _reset(self, reset_type: str) -> None:
+    async def _reset(self, reset_type: str, evse_id: int | None = None) -> None:
         station = self.adapter.station
+        if evse_id is not None:  # B12: that EVSE only (OnIdle: after its transaction)
+            await station.reset_evse(evse_id, mapping.reset_kind(reset_type))
+            return
         if reset_type == "OnIdle":
             await station.wait_no_transaction()  # B11.FR.?? OnIdle: after the transactions
         await station.reset(mapping.reset_kind(reset_type))
@@ -983,22 +1206,17 @@ class _Session:
                             )
             case "FirmwareStatusNotification":
                 firmware = adapter.firmware
-                status = firmware.status_now().value if firmware else "Idle"
-                request_id = firmware.request_id if firmware and status != "Idle" else None
-                await self._call(
-                    call.FirmwareStatusNotification(status=status, request_id=request_id)
+                fields = fw201.trigger_firmware_status(
+                    firmware.status_now() if firmware else FirmwareStatus.IDLE,
+                    firmware.request_id if firmware else None,
                 )
+                await self._call(call.FirmwareStatusNotification(**fields))
             case "LogStatusNotification":
                 upload, request_id = UploadStatus.IDLE, None
                 if adapter.diagnostics is not None:
                     upload, request_id = adapter.diagnostics.status_now()
-                uploading = upload == UploadStatus.UPLOADING
-                await self._call(
-                    call.LogStatusNotification(
-                        status="Uploading" if uploading else "Idle",
-                        request_id=request_id if uploading else None,
-                    )
-                )
+                fields = fw201.trigger_log_status(upload, request_id)
+                await self._call(call.LogStatusNotification(**fields))
 
     # ------------------------------------------------------ remote control
 
@@ -1014,13 +1232,24 @@ class _Session:
         return call_result.UnlockConnector(status=mapping.unlock_status(result))
 
     def request_start(
-        self, id_token: dict[str, Any], remote_start_id: int, evse_id: int | None
+        self,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        evse_id: int | None,
+        charging_profile: dict[str, Any] | None = None,
     ) -> Any:
-        """F01/F02: hand the start to the core; Rejected while not Accepted (B02)."""
+        """F01/F02: hand the start to the core; Rejected while not Accepted (B02).
+        A TxProfile in the request is expected before the start is posted (K05), so the
+        first PWM of the transaction obeys it."""
         if not self.accepted:
             return call_result.RequestStartTransaction(status="Rejected")
         authorize = self.adapter.settings.get_bool("authorize_remote_tx_requests")
         token = str(id_token.get("id_token", ""))
+        profile_evse = None
+        if charging_profile is not None:
+            profile_evse = self.smart.expect_remote_start_profile(evse_id, token, charging_profile)
+            if profile_evse is None:
+                return call_result.RequestStartTransaction(status="Rejected")
         self.adapter.remote_token_types[token] = str(id_token.get("type", "Central"))
         ok = self.adapter.station.remote_start(
             evse_id,
@@ -1028,7 +1257,15 @@ class _Session:
             authorize=authorize,
             remote_start_id=remote_start_id,
         )
-        return call_result.RequestStartTransaction(status="Accepted" if ok else "Rejected")
+        if not ok and profile_evse is not None:
+            self.smart.forget_remote_start_profile(profile_evse)
+        # F01 cable first: the transaction already runs, its id goes in the answer
+        ctl = self.adapter.station.controllers.get(evse_id) if ok and evse_id else None
+        running = ctl.transaction if ctl is not None else None
+        return call_result.RequestStartTransaction(
+            status="Accepted" if ok else "Rejected",
+            transaction_id=running.tx_id if running is not None else None,
+        )
 
     def request_stop(self, transaction_id: str) -> Any:
         """F03: the transactionId is the station's own (the journal id)."""

@@ -7,7 +7,10 @@ reads live (availability, power, counts) is wired here.
 
 from __future__ import annotations
 
+import dataclasses
+
 from agent.authorization.authorizer import Authorizer
+from agent.authorization.local_list import LocalAuthList
 from agent.clock import Clock
 from agent.config import AgentConfig
 from agent.events import ConnectorStatus
@@ -71,16 +74,20 @@ def build_v201_adapter(
     attach_authorizer: bool = True,
     local_list_entries: int = 0,
     journal: TransactionJournal | None = None,
+    local_list: LocalAuthList | None = None,
 ) -> V201Adapter:
     """The 2.0.1 adapter with the station's device model (one source of truth with
     the 1.6 keys: both write ``settings``)."""
+    entries = _Count(local_list_entries)  # LocalAuthListCtrlr.Entries, kept current
     model = build_device_model(
         settings,
         station=StationFacts.from_config(config),
         clock=clock,
-        live=live_values(station, local_list_entries),
+        live=dataclasses.replace(
+            live_values(station, local_list_entries), local_list_entries=entries.get
+        ),
     )
-    return V201Adapter(
+    adapter = V201Adapter(
         station=station,
         settings=settings,
         device_model=model,
@@ -94,5 +101,23 @@ def build_v201_adapter(
         firmware=firmware,
         diagnostics=diagnostics,
         attach_authorizer=attach_authorizer,
+        reset_supported_per_evse=True,  # Station.reset_evse (B12)
         journal=journal,
     )
+    adapter.accept_unsigned_updates = config.firmware.accept_unsigned_updates
+    adapter.local_list = local_list
+    adapter.local_list_size = entries.set
+    return adapter
+
+
+class _Count:
+    """An entry count read by the device model and updated by the adapter."""
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+
+    def get(self) -> int:
+        return self._value
+
+    def set(self, value: int) -> None:
+        self._value = value

@@ -74,6 +74,7 @@ SECURITY_CTRLR = Component("SecurityCtrlr")
 CLOCK_CTRLR = Component("ClockCtrlr")
 SMART_CHARGING_CTRLR = Component("SmartChargingCtrlr")
 LOCAL_AUTH_LIST_CTRLR = Component("LocalAuthListCtrlr")
+RESERVATION_CTRLR = Component("ReservationCtrlr")
 CHARGING_STATION = Component("ChargingStation")
 
 INT32_MAX = 2**31 - 1
@@ -424,7 +425,11 @@ def _authorization(b: _Builder) -> None:
     b.setting(AUTH_CTRLR, "LocalAuthorizeOffline", "local_authorize_offline")
     b.setting(AUTH_CTRLR, "LocalPreAuthorize", "local_pre_authorize")
     b.setting(AUTH_CTRLR, "OfflineTxForUnknownIdEnabled", "allow_offline_tx_for_unknown_id")
+    b.setting(AUTH_CTRLR, "MasterPassGroupId", "master_pass_group_id")  # C16, "" = none
     b.setting(AUTH_CACHE_CTRLR, "Enabled", "authorization_cache_enabled")
+    # H: reservations are always on; NonEvseSpecific is 1.6 ReserveConnectorZeroSupported
+    b.constant(RESERVATION_CTRLR, "Enabled", "true", Characteristics(DataType.BOOLEAN))
+    b.setting(RESERVATION_CTRLR, "NonEvseSpecific", "reserve_connector_zero_supported")
 
 
 def _device_data(b: _Builder) -> None:
