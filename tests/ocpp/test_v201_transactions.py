@@ -268,3 +268,24 @@ async def test_remote_start_after_the_cable_authorizes_the_running_transaction(
     assert update.payload["transactionInfo"]["transactionId"] == tx_id
     await agent.app.wait_status(1, "Charging")
     assert [e["eventType"] for e in events(csms201)].count("Started") == 1
+
+
+async def test_status_notifications_go_out_only_when_the_2_0_1_status_changes(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    agent = await start_registered(csms201, start_app)
+    agent.sim("plug")  # Preparing -> Occupied
+    agent.sim("swipe", "TAG1")  # Charging: still Occupied
+    started = await csms201.wait_for("TransactionEvent", timeout_s=GUARD_S)
+    await agent.app.wait_status(1, "Charging")
+    tx_id = started.payload["transactionInfo"]["transactionId"]
+    await csms201.call(CP, call.RequestStopTransaction(transaction_id=tx_id))
+    await agent.app.wait_status(1, "Finishing")  # Occupied still
+    agent.sim("unplug")
+    await csms201.wait_for(
+        "StatusNotification",
+        predicate=lambda c: c.seq > started.seq and c.payload["connectorStatus"] == "Available",
+        timeout_s=GUARD_S,
+    )
+    sent = [c.payload["connectorStatus"] for c in csms201.calls("StatusNotification")]
+    assert sent == ["Available", "Occupied", "Available"]

@@ -823,7 +823,12 @@ class _Session:
     # ----------------------------------------------------- status, events
 
     async def _status_loop(self) -> None:
+        """G01: a connector's status goes out when it changes (every connector once per
+        session, at boot). Neutral statuses that project onto the same 2.0.1 status
+        (Preparing, Charging, Suspended*, Finishing are all Occupied) are not repeated;
+        TriggerMessage sends its own."""
         pending = self.adapter._pending_status
+        sent: dict[int, str] = {}  # connectorStatus last sent in this session
         while True:
             await self.adapter._status_event.wait()
             self.adapter._status_event.clear()
@@ -831,9 +836,10 @@ class _Session:
                 evse_id = min(pending)
                 event = pending[evse_id]
                 fields = mapping.status_notification(event)
-                if fields is not None:
+                if fields is not None and sent.get(evse_id) != fields["connector_status"]:
                     try:
                         await self._call(call.StatusNotification(**fields))
+                        sent[evse_id] = fields["connector_status"]
                     except OCPPError as e:
                         log.warning("StatusNotification refused: %s", e)
                 if pending.get(evse_id) is event:
