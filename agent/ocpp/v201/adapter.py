@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -885,7 +886,7 @@ class _Session:
         self._tx_calls[uid] = msg
         try:
             result = await self._call(
-                call.TransactionEvent(**camel_to_snake_case(payload)), unique_id=uid
+                call.TransactionEvent(**_top_level_snake_case(payload)), unique_id=uid
             )
         except OCPPError as e:
             self._tx_calls.pop(uid, None)
@@ -1349,3 +1350,13 @@ def _report_data(item: ReportItem) -> dict[str, Any]:
         "variable_attribute": attributes,
         "variable_characteristics": characteristics,
     }
+
+
+_CAPITAL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _top_level_snake_case(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload's top-level keys as the library's dataclass fields; nested dicts keep
+    their JSON (camelCase) keys, which the library's own snake-to-camel pass leaves as
+    they are. A deep conversion both ways costs ~60 us per TransactionEvent."""
+    return {_CAPITAL.sub("_", key).lower(): value for key, value in payload.items()}
