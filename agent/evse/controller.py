@@ -50,7 +50,7 @@ from agent.evse.charger import ChargerConfig, ChargerState
 from agent.evse.sampling import build_sample
 from agent.reservations.book import Admission
 from agent.settings import Settings
-from agent.transactions.journal import TransactionJournal, TxRecord
+from agent.transactions.journal import JournalError, TransactionJournal, TxRecord
 from hal.contactor import Contactor
 from hal.indicator import StatusIndicator
 from hal.lock import ConnectorLock
@@ -847,6 +847,24 @@ class EvseController:
         if sample is None or not sample.values:
             return ()
         return (sample,)
+
+    async def record_sample(self, context: ReadingContext) -> bool:
+        """Take a sample now and journal it with the running transaction (e.g. a 2.0.1
+        TriggerMessage(TransactionEvent): an Updated event with triggerReason Trigger).
+
+        Returns:
+            False without a running transaction or a meter reading.
+        """
+        tx = self._tx
+        sample = self.sample_now(context) if tx is not None else None
+        if tx is None or sample is None:
+            return False
+        try:
+            await self._journal.record_meter(tx.tx_id, sample, self._meter_wh_for(tx))
+        except JournalError:
+            return False  # it ended meanwhile: its Ended event carries the last reading
+        self._on_tx_message()
+        return True
 
     def sample_now(
         self,

@@ -5,6 +5,7 @@ surviving a move from 1.6 to 2.0.1."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -289,3 +290,72 @@ async def test_status_notifications_go_out_only_when_the_2_0_1_status_changes(
     )
     sent = [c.payload["connectorStatus"] for c in csms201.calls("StatusNotification")]
     assert sent == ["Available", "Occupied", "Available"]
+
+
+async def test_clock_aligned_meter_values_of_idle_evses_and_the_station(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    energy = "Energy.Active.Import.Register"
+    agent = await start_registered(
+        csms201, start_app, evse_count=2, ocpp={"meter_values_aligned_data": [energy]}
+    )
+    agent.app.clock.set_utc(datetime(2030, 1, 1, 0, 14, 59, 700_000, tzinfo=UTC))
+    answer = await csms201.call(
+        CP,
+        call.SetVariables(
+            set_variable_data=[
+                {
+                    "component": {"name": "AlignedDataCtrlr"},
+                    "variable": {"name": "Interval"},
+                    "attribute_value": "900",
+                }
+            ]
+        ),
+    )
+    assert answer.set_variable_result[0]["attribute_status"] == "Accepted"
+    got = {}
+    for evse_id in (0, 1, 2):
+        got[evse_id] = await csms201.wait_for(
+            "MeterValues",
+            predicate=lambda c, n=evse_id: c.payload["evseId"] == n,
+            timeout_s=GUARD_S,
+        )
+    for meter_values in got.values():
+        (meter_value,) = meter_values.payload["meterValue"]
+        assert meter_value["timestamp"].startswith("2030-01-01T00:15:00")  # the boundary
+        (sampled,) = meter_value["sampledValue"]
+        assert sampled["context"] == "Sample.Clock"
+        assert sampled["measurand"] == energy
+    station_wh = got[0].payload["meterValue"][0]["sampledValue"][0]["value"]
+    evse_wh = [got[n].payload["meterValue"][0]["sampledValue"][0]["value"] for n in (1, 2)]
+    assert station_wh == sum(evse_wh)  # evse 0: the station total
+
+
+async def test_trigger_transaction_event_reports_the_running_transaction(
+    csms201: CsmsEmulator201, start_app: StartApp
+) -> None:
+    agent = await start_registered(csms201, start_app)
+    nothing = await csms201.call(
+        CP, call.TriggerMessage(requested_message="TransactionEvent", evse={"id": 1})
+    )
+    assert nothing.status == "Rejected"  # no transaction to report on
+    agent.sim("plug")
+    agent.sim("swipe", "TAG1")
+    started = await csms201.wait_for("TransactionEvent", timeout_s=GUARD_S)
+    await agent.app.wait_status(1, "Charging")
+    answer = await csms201.call(
+        CP, call.TriggerMessage(requested_message="TransactionEvent", evse={"id": 1})
+    )
+    assert answer.status == "Accepted"
+    triggered = await csms201.wait_for(
+        "TransactionEvent",
+        predicate=lambda c: c.payload["triggerReason"] == "Trigger",
+        timeout_s=GUARD_S,
+    )
+    payload = triggered.payload
+    assert payload["eventType"] == "Updated"
+    assert (
+        payload["transactionInfo"]["transactionId"]
+        == (started.payload["transactionInfo"]["transactionId"])
+    )
+    assert {v["context"] for mv in payload["meterValue"] for v in mv["sampledValue"]} == {"Trigger"}

@@ -223,7 +223,8 @@ def test_data_type(name: str, expected: str) -> None:
         ("MeterValues", 9, "Rejected"),
         ("FirmwareStatusNotification", None, "Accepted"),
         ("LogStatusNotification", None, "Accepted"),
-        ("TransactionEvent", 1, "NotImplemented"),
+        ("TransactionEvent", 1, "Accepted"),  # the adapter: Rejected without a transaction
+        ("TransactionEvent", 9, "Rejected"),
         ("SignChargingStationCertificate", None, "NotImplemented"),
     ],
 )

@@ -73,9 +73,11 @@ from agent.events import (
     ConnectorStatus,
     EvseStatusChanged,
     FaultCode,
+    MeterSample,
     ReadingContext,
     StopReason,
 )
+from agent.evse.controller import EvseController
 from agent.network_profiles import NetworkProfileStore
 from agent.ocpp.outbox import OutboxDelivery, SendOutcome
 from agent.ocpp.v201 import authorization as auth201
@@ -109,6 +111,9 @@ DATA_TRANSFER_VENDOR = "org.evse-agent"
 ITEMS_PER_MESSAGE_SETTING = "device_model_items_per_message"
 EVENTS_KEPT = 64
 """NotifyEvents kept while offline (oldest dropped first): not transaction-related."""
+
+SAMPLES_KEPT = 32
+"""J01 MeterValues without a transaction kept while offline (oldest dropped first)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -220,6 +225,9 @@ class V201Adapter:
         self.remote_token_types: dict[str, str] = {}
         self._pending_status: dict[int, EvseStatusChanged] = {}
         self._status_event = asyncio.Event()
+        # J01: clock-aligned samples of idle EVSEs and the station (evse 0)
+        self._pending_samples: deque[tuple[int, MeterSample]] = deque(maxlen=SAMPLES_KEPT)
+        self._samples_event = asyncio.Event()
         # N07: fault raised/cleared events waiting for a connection (in order)
         self._pending_events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self._events_event = asyncio.Event()
@@ -230,12 +238,17 @@ class V201Adapter:
         for status in station.all_statuses():
             self._track_fault(status)
         station.subscribe_status(self._on_status)
+        station.subscribe_samples(self._on_sample)
         if self.outbox is not None:
             station.subscribe_tx_messages(self.outbox.wake)
         if attach_authorizer:
             authorizer.attach(self)
 
     # --------------------------------------------------- core -> adapter
+
+    def _on_sample(self, evse_id: int, sample: MeterSample) -> None:
+        self._pending_samples.append((evse_id, sample))
+        self._samples_event.set()
 
     def _on_status(self, event: EvseStatusChanged) -> None:
         self._track_fault(event)
@@ -754,6 +767,7 @@ class _Session:
             group.create_task(self._heartbeat_loop(), name="ocpp201-heartbeat")
             group.create_task(self._status_loop(), name="ocpp201-status")
             group.create_task(self._events_loop(), name="ocpp201-events")
+            group.create_task(self._samples_loop(), name="ocpp201-samples")
             group.create_task(
                 self.adapter.reservation_updates.run(self._send_reservation_update),
                 name="ocpp201-reservations",
@@ -845,6 +859,26 @@ class _Session:
                         log.warning("StatusNotification refused: %s", e)
                 if pending.get(evse_id) is event:
                     del pending[evse_id]
+
+    async def _samples_loop(self) -> None:
+        """J01 MeterValues outside a transaction (clock-aligned data of idle EVSEs; evse 0
+        = the station total). Not transaction-related: the last ``SAMPLES_KEPT`` wait in
+        memory for a connection, older ones are dropped."""
+        pending = self.adapter._pending_samples
+        while True:
+            await self.adapter._samples_event.wait()
+            self.adapter._samples_event.clear()
+            while pending:
+                item = pending[0]
+                evse_id, sample = item
+                try:
+                    await self._call(
+                        call.MeterValues(evse_id=evse_id, meter_value=[mapping.meter_value(sample)])
+                    )
+                except OCPPError as e:
+                    log.warning("MeterValues of evse %d refused: %s", evse_id, e)
+                if pending and pending[0] is item:
+                    pending.popleft()
 
     async def _events_loop(self) -> None:
         """N07 NotifyEvent, one event per message. seqNo numbers the parts of one
@@ -1184,7 +1218,18 @@ class _Session:
         if message == "BootNotification" and self.accepted:
             return "Rejected"  # F06.FR.17: no boot again once Accepted
         ids = frozenset(self.adapter.station.controllers)
-        return mapping.trigger_status(message, evse_id, ids)
+        status = mapping.trigger_status(message, evse_id, ids)
+        if status == "Accepted" and message == "TransactionEvent" and not self._tx_targets(evse_id):
+            return "Rejected"  # F06: no transaction to report on
+        return status
+
+    def _tx_targets(self, evse_id: int | None) -> list[EvseController]:
+        controllers = self.adapter.station.controllers
+        return [
+            ctl
+            for n, ctl in sorted(controllers.items())
+            if evse_id in (None, 0, n) and ctl.transaction is not None
+        ]
 
     async def send_triggered(self, message: str, evse_id: int | None) -> None:
         """Send the triggered message (after the TriggerMessage answer went out)."""
@@ -1211,6 +1256,10 @@ class _Session:
                                     evse_id=ctl_id, meter_value=[mapping.meter_value(sample)]
                                 )
                             )
+            case "TransactionEvent":
+                # an Updated event (triggerReason Trigger) through the journal, in order
+                for ctl in self._tx_targets(evse_id):
+                    await ctl.record_sample(ReadingContext.TRIGGER)
             case "FirmwareStatusNotification":
                 firmware = adapter.firmware
                 fields = fw201.trigger_firmware_status(

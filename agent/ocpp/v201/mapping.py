@@ -280,11 +280,12 @@ TRIGGERABLE = frozenset(
         "MeterValues",
         "FirmwareStatusNotification",
         "LogStatusNotification",
+        "TransactionEvent",
     }
 )
 """MessageTriggerEnumType values this station sends on request; the others
 (SignChargingStationCertificate, SignV2GCertificate, SignCombinedCertificate,
-PublishFirmwareStatusNotification, TransactionEvent) are NotImplemented."""
+PublishFirmwareStatusNotification) are NotImplemented."""
 
 
 def trigger_status(message: str, evse_id: int | None, evse_ids: frozenset[int]) -> str:
