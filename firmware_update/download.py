@@ -10,6 +10,14 @@ write happens after the cancellation returned.
 Partial data lives in ``<dest>.part`` next to a small ``<dest>.part.meta`` (the URL and
 the server's ETag / Last-Modified). A later call resumes from it with an HTTP ``Range``
 request (guarded by ``If-Range``, so a changed file restarts from zero) or FTP ``REST``.
+
+Durability: by default nothing is fsynced (the copy runs at page-cache speed, like a
+plain ``urllib`` download); the complete file is only renamed to ``dest``. After a power
+cut ``dest`` or the ``.part`` may hold fewer bytes, or garbage at their end: the caller
+records a digest of the finished file and checks it after a restart (the firmware
+manager does, see ``manager.py``), and a ``.part`` from before a restart must be thrown
+away with :func:`discard_partial`. ``durable=True`` fsyncs the file and its directory
+before returning instead.
 """
 
 from __future__ import annotations
@@ -36,7 +44,6 @@ from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 SUPPORTED_SCHEMES = ("http", "https", "ftp")
 CHUNK_BYTES = 256 * 1024
-SYNC_EVERY_BYTES = 8 * 1024 * 1024
 MAX_REDIRECTS = 5
 PROGRESS_INTERVAL_S = 0.25
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -117,6 +124,20 @@ def part_path(dest: Path) -> Path:
 
 def _meta_path(part: Path) -> Path:
     return part.with_name(part.name + ".meta")
+
+
+def discard_partial(dest: Path) -> None:
+    """Delete the partial data of ``dest`` (``.part`` and ``.part.meta``), if any.
+
+    Blocking (call it in a worker thread). Use it after a restart: a ``.part`` written
+    without fsync may end in garbage after a power cut, so it must not be resumed.
+
+    Raises:
+        OSError: A file exists but cannot be deleted.
+    """
+    part = part_path(dest)
+    part.unlink(missing_ok=True)
+    _meta_path(part).unlink(missing_ok=True)
 
 
 def _disk_free(path: Path) -> int:
@@ -204,6 +225,7 @@ class _Job:
     report: _Reporter
     resume_attempts: int
     ssl_context: ssl.SSLContext | None
+    durable: bool
 
     @property
     def part(self) -> Path:
@@ -262,8 +284,7 @@ class _Job:
     ) -> int:
         """Append chunks to the .part file from offset ``have``; returns the new size.
 
-        The file is fsynced when the body ended (a helper thread starts writeback every
-        ``SYNC_EVERY_BYTES`` meanwhile, so disk and network overlap). Network errors
+        With ``durable`` the file is fsynced when the body ended. Network errors
         propagate; the .part file keeps what was received.
         """
         done = have
@@ -272,11 +293,10 @@ class _Job:
             f = self.part.open(mode)
         except OSError as e:
             raise DownloadError(f"cannot write {self.part.name}: {_reason(e)}") from None
-        with f, _WriteBehind(f.fileno()) as syncer:
+        with f:
             f.seek(have)
             f.truncate()
             self.report(done, total)
-            unsynced = 0
             while True:
                 canceller.check()
                 chunk = read_chunk()
@@ -296,26 +316,25 @@ class _Job:
                     _write_all(f, chunk)
                 except OSError as e:  # disk full, I/O error: not a network problem
                     raise DownloadError(f"cannot write {self.part.name}: {_reason(e)}") from None
-                unsynced += n
-                if unsynced >= SYNC_EVERY_BYTES:
-                    unsynced = 0
-                    f.flush()
-                    syncer.kick()
                 self.report(done, total)
             try:
                 f.flush()
-                syncer.close()
-                os.fsync(f.fileno())
+                if self.durable:
+                    os.fsync(f.fileno())
             except OSError as e:
                 raise DownloadError(f"cannot write {self.part.name}: {_reason(e)}") from None
         return done
 
     def finish(self, size: int, total: int | None) -> Path:
-        """Rename the complete (already fsynced) .part to ``dest`` durably."""
+        """Rename the complete .part to ``dest`` (durably with ``durable``)."""
         if total is not None and size != total:
             raise DownloadError(f"incomplete: received {size} of {total} bytes")
-        os.replace(self.part, self.dest)
-        _fsync_dir(self.dest.parent)
+        try:
+            os.replace(self.part, self.dest)
+            if self.durable:
+                _fsync_dir(self.dest.parent)
+        except OSError as e:
+            raise DownloadError(f"cannot write {self.dest.name}: {_reason(e)}") from None
         _meta_path(self.part).unlink(missing_ok=True)
         self.report(size, total, final=True)
         return self.dest
@@ -472,14 +491,17 @@ async def download(
     on_progress: Progress | None = None,
     resume_attempts: int = 3,
     ssl_context: ssl.SSLContext | None = None,
+    durable: bool = False,
 ) -> Path:
     """Download ``url`` to ``dest``, streaming through ``<dest>.part``.
 
     Resumes from an existing ``.part`` of the same URL (HTTP ``Range`` + ``If-Range``;
     FTP ``REST``); restarts from zero when the server ignores the range. A connection that
     breaks mid-file is resumed up to ``resume_attempts`` times within this call while data
-    keeps arriving; after that the ``.part`` is kept for the next call. On success the
-    file is fsynced and renamed to ``dest`` (replacing it).
+    keeps arriving; after that the ``.part`` is kept for the next call (within the same
+    boot: see :func:`discard_partial`). On success the file is renamed to ``dest``
+    (replacing it); it is not fsynced unless ``durable``, so after a power cut it may be
+    short or torn and the caller must check it (e.g. against a recorded SHA-256).
 
     Args:
         url: ``http://``, ``https://`` (certificate checked against the system CAs) or
@@ -496,6 +518,8 @@ async def download(
             end.
         resume_attempts: Immediate resumes after a broken connection within this call.
         ssl_context: TLS settings for https (default: ``ssl.create_default_context()``).
+        durable: Fsync the file and its directory before returning (slower: the copy
+            then runs at disk speed instead of page-cache speed).
 
     Returns:
         ``dest``.
@@ -516,6 +540,7 @@ async def download(
         report=_Reporter(asyncio.get_running_loop(), on_progress),
         resume_attempts=resume_attempts,
         ssl_context=ssl_context,
+        durable=durable,
     )
     transfer = job.run_ftp if parts.scheme.lower() == "ftp" else job.run_http
 
@@ -534,45 +559,6 @@ def _write_all(f: IO[bytes], data: bytes | memoryview) -> None:
     written = 0
     while written < len(view):
         written += f.write(view[written:])
-
-
-class _WriteBehind:
-    """Runs ``fdatasync`` on a helper thread whenever kicked, so the kernel writes the
-    downloaded data back while the next chunks arrive; the final fsync then has little
-    left to do, and dirty pages do not pile up on a small device. Errors are ignored
-    here: the caller's final fsync reports them."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._kicked = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="fw-download-sync", daemon=True)
-
-    def __enter__(self) -> _WriteBehind:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def kick(self) -> None:
-        self._kicked.set()
-
-    def close(self) -> None:
-        """Stop and join the helper (idempotent)."""
-        self._stopping = True
-        self._kicked.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            self._kicked.wait()
-            self._kicked.clear()
-            if self._stopping:
-                return
-            with contextlib.suppress(OSError):
-                os.fdatasync(self._fd)
 
 
 def _fsync_dir(directory: Path) -> None:

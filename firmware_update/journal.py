@@ -8,7 +8,11 @@ journal says and the CSMS receives each status exactly once from the charger's
 point of view, in order, with the same requestId. The adapter deletes an outbox
 row only after the CSMS answered it.
 
-Schema: migration v4 in ``agent/persistence/migrations.py``.
+The row also holds the SHA-256 and size of the downloaded image (``ImageRecord``),
+committed with the Downloaded phase: the image itself is not fsynced, so after a
+restart the manager checks it against this record.
+
+Schema: migrations v4 and v7 in ``agent/persistence/migrations.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.persistence.store import Store
-from firmware_update.machine import Phase, Report, UpdateState
+from firmware_update.machine import IMAGE_PHASES, Phase, Report, UpdateState
 from firmware_update.status import FirmwareStatus, SecurityEvent, UpdateKind
 
 
@@ -89,13 +93,30 @@ class UpdateRequest:
 
 
 @dataclass(frozen=True)
+class ImageRecord:
+    """What the downloaded image looked like when Downloaded was committed.
+
+    Attributes:
+        sha256_hex: SHA-256 of the whole file, lowercase hex.
+        size_bytes: File size, bytes.
+    """
+
+    sha256_hex: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class JournalEntry:
-    """The update in progress as persisted."""
+    """The update in progress as persisted.
+
+    ``image`` is None before the download completed (and on rows written before v7).
+    """
 
     request: UpdateRequest
     state: UpdateState
     target_slot: str | None
     target_version: str | None
+    image: ImageRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +161,7 @@ class FirmwareJournal:
         def read(conn: sqlite3.Connection) -> JournalEntry | None:
             row = conn.execute(
                 "SELECT request_id, kind, phase, retries_left, failure, request, target_slot,"
-                " target_version FROM firmware_update WHERE id = 1"
+                " target_version, image_sha256, image_bytes FROM firmware_update WHERE id = 1"
             ).fetchone()
             if row is None:
                 return None
@@ -151,7 +172,8 @@ class FirmwareJournal:
                 retries_left=int(row[3]),
                 failure=FirmwareStatus(row[4]) if row[4] else None,
             )
-            return JournalEntry(request, state, row[6], row[7])
+            image = ImageRecord(row[8], int(row[9])) if row[8] and row[9] is not None else None
+            return JournalEntry(request, state, row[6], row[7], image)
 
         return await self._store.run(read, durable=False)
 
@@ -164,16 +186,20 @@ class FirmwareJournal:
         *,
         target_slot: str | None = None,
         target_version: str | None = None,
+        image: ImageRecord | None = None,
     ) -> None:
         """Persist ``state`` for ``request`` and queue ``reports``, in one durable commit.
 
         Phase IDLE deletes the row (the update is over); its reports stay queued.
-        ``target_slot``/``target_version`` None keep the stored values.
+        ``target_slot``/``target_version``/``image`` None keep the stored values, except
+        that the image record is cleared in every phase outside ``IMAGE_PHASES`` (no
+        complete image belongs to it).
 
         Raises:
             sqlite3.Error, StoreError: The store failed (nothing was changed).
         """
         messages = [report_message(r, request, timestamp) for r in reports]
+        keep = state.phase in IMAGE_PHASES
 
         def write(conn: sqlite3.Connection) -> None:
             if state.phase is Phase.IDLE:
@@ -181,26 +207,35 @@ class FirmwareJournal:
             else:
                 conn.execute(
                     "INSERT INTO firmware_update (id, request_id, kind, phase, retries_left,"
-                    " failure, request, target_slot, target_version, updated)"
-                    " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " failure, request, target_slot, target_version, image_sha256,"
+                    " image_bytes, updated)"
+                    " VALUES (1, :request_id, :kind, :phase, :retries_left, :failure, :request,"
+                    " :target_slot, :target_version, :image_sha256, :image_bytes, :updated)"
                     " ON CONFLICT (id) DO UPDATE SET request_id = excluded.request_id,"
                     " kind = excluded.kind, phase = excluded.phase,"
                     " retries_left = excluded.retries_left, failure = excluded.failure,"
                     " request = excluded.request,"
                     " target_slot = coalesce(excluded.target_slot, target_slot),"
                     " target_version = coalesce(excluded.target_version, target_version),"
+                    " image_sha256 = CASE WHEN :keep"
+                    " THEN coalesce(excluded.image_sha256, image_sha256) END,"
+                    " image_bytes = CASE WHEN :keep"
+                    " THEN coalesce(excluded.image_bytes, image_bytes) END,"
                     " updated = excluded.updated",
-                    (
-                        request.request_id,
-                        request.kind.value,
-                        state.phase.value,
-                        state.retries_left,
-                        state.failure.value if state.failure else None,
-                        request.to_json(),
-                        target_slot,
-                        target_version,
-                        timestamp,
-                    ),
+                    {
+                        "request_id": request.request_id,
+                        "kind": request.kind.value,
+                        "phase": state.phase.value,
+                        "retries_left": state.retries_left,
+                        "failure": state.failure.value if state.failure else None,
+                        "request": request.to_json(),
+                        "target_slot": target_slot,
+                        "target_version": target_version,
+                        "image_sha256": image.sha256_hex if keep and image else None,
+                        "image_bytes": image.size_bytes if keep and image else None,
+                        "keep": keep,
+                        "updated": timestamp,
+                    },
                 )
             _insert(conn, messages, timestamp)
 

@@ -22,6 +22,8 @@ Phases and the statuses they report (whitepaper 4 / 2.0.1 L01)::
     CONFIRMING --HealthOk--> IDLE (FirmwareUpdated event, Installed)
                --HealthFailed / CrashLoopDetected--> REVERTING
     REVERTING --Rebooted(old slot)--> IDLE (InstallVerificationFailed | InstallationFailed)
+    VERIFYING | INSTALL_SCHEDULED | WAITING_IDLE | INSTALLING
+              --ImageLost--> DOWNLOADING (Downloading)  [torn by a power cut: again]
 
 Slot backend failures end the update instead of leaving it (and the station's
 maintenance hold) behind::
@@ -100,6 +102,13 @@ class DownloadOk:
     """The file is complete. ``install_due``: no installDateTime in the future."""
 
     install_due: bool
+
+
+@dataclass(frozen=True)
+class ImageLost:
+    """After a restart the downloaded image is missing or its SHA-256 differs from the
+    one recorded with Downloaded (not fsynced, torn by a power cut): download it again
+    (the download retries are not consumed)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,7 @@ Event = (
     | RetrieveTimeReached
     | DownloadOk
     | DownloadFailed
+    | ImageLost
     | CertificateInvalid
     | SignatureOk
     | SignatureInvalid
@@ -287,6 +297,11 @@ DOWNLOAD_PHASES = frozenset(
 )
 """Phases before the image is complete: an abort there is DownloadFailed."""
 
+IMAGE_PHASES = frozenset(
+    {Phase.VERIFYING, Phase.INSTALL_SCHEDULED, Phase.WAITING_IDLE, Phase.INSTALLING}
+)
+"""Phases that need the downloaded image (it was complete when Downloaded was committed)."""
+
 
 def _abort_status(state: UpdateState) -> FirmwareStatus:
     if state.phase in DOWNLOAD_PHASES:
@@ -334,6 +349,10 @@ def step(state: UpdateState, event: Event) -> tuple[UpdateState, Step]:
                     (FirmwareStatus.DOWNLOADED,), (Action.VERIFY_SIGNATURE,)
                 )
             return _after_verified(state, due, FirmwareStatus.DOWNLOADED)
+        case ImageLost() if phase in IMAGE_PHASES:
+            return _to(state, Phase.DOWNLOADING), Step(
+                (FirmwareStatus.DOWNLOADING,), (Action.DOWNLOAD,)
+            )
         case SignatureOk(install_due=due) if phase is Phase.VERIFYING:
             return _after_verified(state, due, FirmwareStatus.SIGNATURE_VERIFIED)
         case SignatureInvalid() if phase is Phase.VERIFYING:

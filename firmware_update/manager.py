@@ -5,7 +5,17 @@ adapter (version-neutral ``UpdateRequest``), drives download -> verify -> wait -
 install -> reboot with one task, and after the reboot continues from the journal
 (``confirm.py`` decides what the boot means). Each step is committed to the
 journal with its reports before its actions run, so a power cut at any point
-resumes the same requestId sequence (a download resumes from its ``.part``).
+resumes the same requestId sequence.
+
+Durability of the image by verification, not fsync: the download is not fsynced
+(it runs at page-cache speed). When it completes, the file's SHA-256 and size are
+computed in a worker thread and committed with the Downloaded phase. After a restart
+in a phase that needs the image (``IMAGE_PHASES``: verifying up to installing) the
+digest is computed again; a missing, short or changed file was torn by the power cut
+(or the row predates the record): it is deleted and downloaded again (``ImageLost``,
+the CSMS sees Downloading again, same requestId). After a restart while downloading
+the ``.part`` may end in garbage, so it is discarded and the download starts from
+zero; a connection that breaks within one run still resumes from the ``.part``.
 
 Timing: waits for retrieveDateTime/installDateTime use the station clock (which
 the CSMS may correct); retry intervals are plain durations. Nothing here blocks
@@ -34,10 +44,12 @@ from typing import Any, Protocol
 from firmware_update import confirm
 from firmware_update.blocking import run_blocking
 from firmware_update.certs import CertificateStore
-from firmware_update.download import DownloadError, download
-from firmware_update.journal import FirmwareJournal, UpdateRequest
+from firmware_update.download import DownloadError, discard_partial, download
+from firmware_update.journal import FirmwareJournal, ImageRecord, UpdateRequest
 from firmware_update.machine import (
     CANCELLABLE,
+    DOWNLOAD_PHASES,
+    IMAGE_PHASES,
     Aborted,
     Action,
     ArmFailed,
@@ -47,6 +59,7 @@ from firmware_update.machine import (
     DownloadFailed,
     DownloadOk,
     Event,
+    ImageLost,
     InstallFailed,
     InstallSucceeded,
     InstallTimeReached,
@@ -62,7 +75,12 @@ from firmware_update.machine import (
 )
 from firmware_update.slots import InstallError, SlotBackend
 from firmware_update.status import FirmwareStatus, UpdateKind, UpdateResponse
-from firmware_update.verify import VerificationError, verify_signature, verify_signing_certificate
+from firmware_update.verify import (
+    VerificationError,
+    sha256_file,
+    verify_signature,
+    verify_signing_certificate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +258,32 @@ class FirmwareManager:
                 log.exception("firmware: the slot backend cannot tell which slot booted")
                 event = BootUnknown()
             self._spawn(self._apply(event))
+        elif entry.state.phase in IMAGE_PHASES:
+            self._spawn(self._resume_with_image(entry.image, _RESUME_ACTIONS[entry.state.phase]))
         elif entry.state.phase in _RESUME_ACTIONS:
+            if entry.state.phase in DOWNLOAD_PHASES:
+                # written without fsync: after a power cut its end may be garbage
+                await run_blocking(discard_partial, self._image_path())
             self._spawn(self._perform_all(_RESUME_ACTIONS[entry.state.phase]))
+
+    async def _resume_with_image(
+        self, recorded: ImageRecord | None, actions: tuple[Action, ...]
+    ) -> None:
+        """Check the image against the journal's record, then resume with ``actions``;
+        a torn or missing image is deleted and downloaded again (``ImageLost``)."""
+        problem = await run_blocking(_image_problem, self._image_path(), recorded)
+        if problem is None:
+            await self._perform_all(actions)
+            return
+        log.warning(
+            "firmware %s: the downloaded image is unusable after the restart (%s):"
+            " downloading it again",
+            self.request_id,
+            problem,
+        )
+        await run_blocking(self._image_path().unlink, missing_ok=True)
+        await run_blocking(discard_partial, self._image_path())
+        await self._apply(ImageLost())
 
     async def stop(self) -> None:
         """Cancel the running update task (its journal state stays as committed).
@@ -349,7 +391,13 @@ class FirmwareManager:
         if reports:
             self.reports_queued()
 
-    async def _apply(self, event: Event, *, target_version: str | None = None) -> None:
+    async def _apply(
+        self,
+        event: Event,
+        *,
+        target_version: str | None = None,
+        image: ImageRecord | None = None,
+    ) -> None:
         """Step the machine, commit state + reports durably, then perform the actions."""
         assert self._request is not None
         new, out = step(self._state, event)
@@ -364,6 +412,7 @@ class FirmwareManager:
             self._ts(),
             target_slot=self._target_slot,
             target_version=target_version,
+            image=image,
         )
         self._committed(new, out.reports)
         if new.phase is Phase.IDLE:
@@ -409,7 +458,8 @@ class FirmwareManager:
                 await asyncio.sleep(request.retry_interval_s)
                 await self._apply(RetrieveTimeReached())
             case Action.DOWNLOAD:
-                await self._apply(await self._download_image())
+                event, image = await self._download_image()
+                await self._apply(event, image=image)
             case Action.VERIFY_SIGNATURE:
                 await self._apply(await self._verify())
             case Action.WAIT_INSTALL_TIME:
@@ -447,7 +497,9 @@ class FirmwareManager:
     def _image_path(self) -> Path:
         return self._options.work_dir / IMAGE_NAME
 
-    async def _download_image(self) -> Event:
+    async def _download_image(self) -> tuple[Event, ImageRecord | None]:
+        """Download the image and record its digest (the journal keeps it with
+        Downloaded); ``DownloadFailed`` and no record on any error."""
         assert self._request is not None
         request = self._request
         install_due = request.install_at is None or request.install_at <= self._now()
@@ -459,10 +511,11 @@ class FirmwareManager:
                 max_bytes=self._options.max_download_bytes,
                 timeout_s=self._options.download_timeout_s,
             )
+            image = await run_blocking(_image_record, self._image_path())
         except (DownloadError, OSError) as e:
             log.warning("firmware download from %s failed: %s", request.location, e)
-            return DownloadFailed()
-        return DownloadOk(install_due=install_due)
+            return DownloadFailed(), None
+        return DownloadOk(install_due=install_due), image
 
     async def _verify(self) -> Event:
         assert self._request is not None
@@ -529,6 +582,32 @@ class FirmwareManager:
             log.warning("rebooting with firmware reports still queued")
         log.warning("firmware update: rebooting")
         self._restart()
+
+
+def _image_record(path: Path) -> ImageRecord:
+    """SHA-256 and size of the file at ``path`` (blocking; raises OSError)."""
+    size_bytes = path.stat().st_size
+    return ImageRecord(sha256_file(path).hex(), size_bytes)
+
+
+def _image_problem(path: Path, recorded: ImageRecord | None) -> str | None:
+    """Why the image at ``path`` does not match ``recorded`` (None: it matches).
+
+    Blocking: reads the whole file unless its size already differs.
+    """
+    if recorded is None:
+        return "no digest was recorded with Downloaded"
+    try:
+        size_bytes = path.stat().st_size
+        if size_bytes != recorded.size_bytes:
+            return f"{size_bytes} bytes instead of {recorded.size_bytes}"
+        if sha256_file(path).hex() != recorded.sha256_hex:
+            return "SHA-256 differs from the one recorded with Downloaded"
+    except FileNotFoundError:
+        return "the file is missing"
+    except OSError as e:
+        return f"cannot read it: {e}"
+    return None
 
 
 _RESUME_ACTIONS: dict[Phase, tuple[Action, ...]] = {

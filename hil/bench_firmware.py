@@ -7,9 +7,11 @@ each; the medians are compared. About 10 s.
 
 Keys:
     firmware_download_ratio: median download() time / median urllib time (target <= 1.2).
-        download() fsyncs the file (durability across power loss); urllib does not, so
-        on a disk slower than loopback HTTP this ratio includes the disk.
-    firmware_download_ratio_durable: the same against urllib followed by an fsync.
+        Neither fsyncs: download() leaves the image in the page cache like urllib does
+        (the firmware manager journals the image's SHA-256 with Downloaded and checks it
+        after a restart instead; that hashing pass is not part of this figure).
+    firmware_download_ratio_durable: the same against urllib followed by an fsync (the
+        cost a durable download would have on this disk).
     firmware_download_mb_per_s: download() throughput (median run).
     firmware_download_peak_rss_mb: peak RSS of the process during the first download()
         (VmHWM after resetting it through /proc/self/clear_refs, else VmRSS sampled every

@@ -180,6 +180,15 @@ ALTER TABLE tx_queue_v6 RENAME TO tx_queue;
 CREATE INDEX tx_queue_by_tx ON tx_queue (tx_id);
 """
 
+# v7: the SHA-256 (hex) and size in bytes of the downloaded firmware image, recorded with
+# the Downloaded phase. Images are not fsynced while downloading: after a power cut the
+# firmware manager recomputes the digest and downloads a torn image again. NULL before
+# the download completed (and on rows written before v7).
+_SCHEMA_V7: Final = """
+ALTER TABLE firmware_update ADD COLUMN image_sha256 TEXT;
+ALTER TABLE firmware_update ADD COLUMN image_bytes INTEGER;
+"""
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, _SCHEMA_V1),
     Migration(2, _SCHEMA_V2),
@@ -187,6 +196,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(4, _SCHEMA_V4),
     Migration(5, _SCHEMA_V5),
     Migration(6, _SCHEMA_V6),
+    Migration(7, _SCHEMA_V7),
 )
 """The schema steps this software knows, oldest first."""
 

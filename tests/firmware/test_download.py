@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from firmware_update.download import DownloadError, check_location, download, part_path
+from firmware_update.download import (
+    DownloadError,
+    check_location,
+    discard_partial,
+    download,
+    part_path,
+)
 from hil.fw_pki import FileServer, FtpServer, make_tls_server_context, write_random_file
 
 SIZE = 3 * 1024 * 1024 + 123
@@ -360,3 +366,41 @@ async def test_ftp_size_cap_missing_file_and_bad_login(
     assert not missing.value.retryable
     assert "wrong" not in str(denied.value)
     assert not dest.exists()
+
+
+@pytest.mark.parametrize(("durable", "fsyncs"), [(False, 0), (True, 2)])
+async def test_fsync_only_when_durable(
+    served: tuple[Path, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    durable: bool,
+    fsyncs: int,
+) -> None:
+    """The default copy runs at page-cache speed (the manager checks the image by its
+    digest instead); ``durable=True`` fsyncs the file and the directory."""
+    import firmware_update.download as module
+
+    calls: list[int] = []
+    real_fsync = module.os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(module.os, "fsync", counting_fsync)
+    directory, payload = served
+    dest = tmp_path / "fw.bin"
+    with FileServer(directory) as server:
+        await fetch(server.url("fw.bin"), dest, durable=durable)
+    assert dest.read_bytes() == payload
+    assert len(calls) == fsyncs
+
+
+def test_discard_partial_removes_part_and_meta(tmp_path: Path) -> None:
+    dest = tmp_path / "fw.bin"
+    part = part_path(dest)
+    part.write_bytes(b"x" * 100)
+    part.with_name(part.name + ".meta").write_text("{}")
+    discard_partial(dest)
+    discard_partial(dest)  # nothing left: no error
+    assert entries(tmp_path) == []

@@ -22,6 +22,7 @@ from firmware_update.machine import (
     Event,
     HealthFailed,
     HealthOk,
+    ImageLost,
     InstallFailed,
     InstallSucceeded,
     InstallTimeReached,
@@ -302,6 +303,17 @@ TABLE: list[tuple[str, UpdateState, Event, UpdateState, tuple[object, ...], tupl
         (),
         (A.RELEASE_HOLD, A.CLEANUP),
     ),
+    *(
+        (
+            f"image torn by a power cut ({phase}): download again, retries kept",
+            st(phase, retries=2),
+            ImageLost(),
+            st(P.DOWNLOADING, retries=2),
+            (S.DOWNLOADING,),
+            (A.DOWNLOAD,),
+        )
+        for phase in (P.VERIFYING, P.INSTALL_SCHEDULED, P.WAITING_IDLE, P.INSTALLING)
+    ),
 ]
 
 
@@ -328,6 +340,7 @@ ALL_EVENTS: list[Event] = [
     RetrieveTimeReached(),
     DownloadOk(True),
     DownloadFailed(),
+    ImageLost(),
     CertificateInvalid(),
     SignatureOk(True),
     SignatureInvalid(),
