@@ -48,6 +48,7 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from hil.csms import (
     _LIB_RESPONSE_TIMEOUT_S,
@@ -270,6 +271,24 @@ class CsmsEmulator201(CsmsEmulator):
         )
         self.negotiated: dict[str, str] = {}
         self.transaction_event_answer = transaction_event_answer
+
+    # ---------------------------------------------------------------- scripting
+
+    def set_subprotocols(self, subprotocols: Sequence[str]) -> None:
+        """Change the subprotocols served, in preference order, for the next handshakes.
+
+        Open connections keep what they negotiated; every handshake after this call
+        (also on a server that keeps listening, e.g. after `drop_connections()`) selects
+        from the new list, so a charger offering both versions can be moved across.
+
+        Raises:
+            ValueError: ``subprotocols`` is empty or names a version not emulated.
+        """
+        unknown = set(subprotocols) - _EMULATED
+        if not subprotocols or unknown:
+            raise ValueError(f"subprotocols must be from {sorted(_EMULATED)}, got {subprotocols}")
+        # in place: the listening server holds this very list
+        self._subprotocols[:] = [Subprotocol(p) for p in subprotocols]
 
     # ------------------------------------------------------------- observation
 

@@ -76,6 +76,8 @@ class OcppVersion:
     start_action = ""
     meter_action = ""
     stop_action = ""
+    tx_actions: frozenset[str] = frozenset()
+    """The transaction-related actions: the ones the journal delivers exactly once."""
 
     def make_csms(self) -> CsmsEmulator:
         """An emulator (not started) that speaks this version."""
@@ -169,6 +171,7 @@ class Ocpp16(OcppVersion):
     start_action = "StartTransaction"
     meter_action = "MeterValues"
     stop_action = "StopTransaction"
+    tx_actions = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 
     def make_csms(self) -> CsmsEmulator:
         return CsmsEmulator(heartbeat_interval_s=300)
@@ -250,6 +253,7 @@ class Ocpp201(OcppVersion):
     start_action = "TransactionEvent"
     meter_action = "TransactionEvent"
     stop_action = "TransactionEvent"
+    tx_actions = frozenset({"TransactionEvent"})
 
     def __init__(self) -> None:
         self._reported = "Available"  # what the boot StatusNotification said

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -37,10 +38,17 @@ TX_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 """OCPP 1.6 transaction-related messages (1.6 3.7): the ones the journal must deliver."""
 
 ENERGY_MEASURAND = "Energy.Active.Import.Register"
+OcppSetting = int | bool | str | Sequence[str]
+"""A value of the ``[ocpp]`` table (lists: arrays of strings)."""
 POLL_INTERVAL_S = 0.02
 """Period of the bounded polls of the journal and the control socket, s."""
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+KILL_SEED = int(os.environ.get("EVSE_POWERLOSS_SEED", "1616"))
+"""Seed of the random kill tests (soak: ``EVSE_POWERLOSS_SEED=7``)."""
+CYCLE_STEPS = 5
+"""Kill points of a charging cycle: plug, swipe+start, 1st and 2nd meter value, unplug+end."""
 
 
 # ------------------------------------------------------------------ config
@@ -52,7 +60,7 @@ def write_config(
     csms_url: str,
     charge_point_id: str,
     data_dir: Path,
-    ocpp: Mapping[str, int | bool] | None = None,
+    ocpp: Mapping[str, OcppSetting] | None = None,
     ocpp_version: str = "1.6",
 ) -> Path:
     """Write the agent's TOML config for a power-loss test and return ``path``.
@@ -69,15 +77,17 @@ def write_config(
         ocpp: Extra or overriding ``[ocpp]`` settings.
         ocpp_version: ``csms.ocpp_version`` ("1.6" or "2.0.1").
     """
-    settings: dict[str, int | bool] = {
+    settings: dict[str, OcppSetting] = {
         "meter_value_sample_interval_s": 1,
         "transaction_message_retry_interval_s": 1,
         "allow_offline_tx_for_unknown_id": True,
         **(ocpp or {}),
     }
 
-    def value(v: int | bool) -> str:
-        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+    def value(v: OcppSetting) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v) if isinstance(v, int) else json.dumps(v if isinstance(v, str) else list(v))
 
     lines = [
         'log_level = "INFO"',
@@ -146,7 +156,7 @@ class AgentProcess:
         *,
         csms_url: str,
         charge_point_id: str,
-        ocpp: Mapping[str, int | bool] | None = None,
+        ocpp: Mapping[str, OcppSetting] | None = None,
         ocpp_version: str = "1.6",
     ) -> AgentProcess:
         """Lay out config, data directory and log under ``base_dir`` (nothing runs yet)."""
@@ -398,6 +408,16 @@ class CsmsLog(Protocol):
 
     @property
     def answers(self) -> Mapping[int, Answer]: ...
+
+
+def kill_schedule(rng: random.Random, kills: int) -> list[int]:
+    """Kill points: shuffled rounds over every point (0: start-up, n: after cycle step n)."""
+    points: list[int] = []
+    while len(points) < kills:
+        round_ = list(range(CYCLE_STEPS + 1))
+        rng.shuffle(round_)
+        points.extend(round_)
+    return points[:kills]
 
 
 @dataclass(frozen=True)

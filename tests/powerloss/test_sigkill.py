@@ -30,6 +30,7 @@ import pytest
 
 from hil.csms import Answer, CsmsEmulator, ReceivedCall
 from tests.powerloss.harness import (
+    KILL_SEED,
     AgentProcess,
     ConnectionLoss,
     JournalSnapshot,
@@ -39,6 +40,7 @@ from tests.powerloss.harness import (
     check_exactly_once,
     energy_wh,
     kill_agent,
+    kill_schedule,
     read_journal,
     resends_after_losses,
     take_offline,
@@ -49,9 +51,7 @@ from tests.powerloss.harness import (
 CP_ID = "CP-POWERLOSS"
 GUARD_S = 20.0  # a guard against hangs only; every wait is on a condition
 # Soak runs: EVSE_POWERLOSS_SEED=7 EVSE_POWERLOSS_KILLS=30 pytest tests/powerloss -k random
-KILL_SEED = int(os.environ.get("EVSE_POWERLOSS_SEED", "1616"))
 KILLS = int(os.environ.get("EVSE_POWERLOSS_KILLS", "6"))
-CYCLE_STEPS = 5  # plug, swipe+start, 1st MeterValues, 2nd MeterValues, unplug+stop
 
 process_test = pytest.mark.timeout(120)
 
@@ -97,16 +97,6 @@ async def drained(agent: AgentProcess, csms: CsmsEmulator, stop: ReceivedCall) -
         lambda j: not j.queue and not j.running,
         what="an empty queue and no running transaction",
     )
-
-
-def kill_schedule(rng: random.Random, kills: int) -> list[int]:
-    """Kill points: shuffled rounds over every point (start-up and each cycle step)."""
-    points: list[int] = []
-    while len(points) < kills:
-        round_ = list(range(CYCLE_STEPS + 1))
-        rng.shuffle(round_)
-        points.extend(round_)
-    return points[:kills]
 
 
 def assert_exactly_once(
