@@ -334,12 +334,20 @@ class App:
                 publish=station.publish_sample,
             )
             tasks.append(asyncio.create_task(aligned.run(), name="clock-aligned-data"))
+            adapter201 = self.adapter201
+
+            def negotiated(runner: SessionRunner) -> None:
+                # "auto": the transaction points follow the version the CSMS selected
+                for ctl in controllers.values():
+                    ctl.use_configurable_tx_points(runner is adapter201)
+
             self.supervisor = ConnectionSupervisor(
                 csms=cfg.csms,
                 charge_point_id=cfg.station.charge_point_id,
                 runners=runners,
                 settings=settings,
                 profiles=profiles,
+                on_runner=negotiated if len(runners) > 1 else None,
             )
             tasks.append(asyncio.create_task(self.supervisor.run(), name="ocpp-connection"))
             if self.rigs:

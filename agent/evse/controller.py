@@ -422,6 +422,16 @@ class EvseController:
         if accepted and is_master_pass(info.parent_id_tag, group) and self._admit is not None:
             self._admit(self.evse_id, id_tag, info.parent_id_tag)
 
+    def use_configurable_tx_points(self, configurable: bool) -> None:
+        """Follow the ``tx_start_point`` / ``tx_stop_point`` settings (a protocol with
+        TxStartPoint, OCPP 2.0.1) or the fixed 1.6 points; for ``ocpp_version = "auto"``
+        the app switches when the CSMS selects a version. A running transaction keeps
+        its start; its end follows the new stop points."""
+        if configurable == self._configurable_tx_points:
+            return
+        self._configurable_tx_points = configurable
+        self.post(charger.ConfigChanged(self._charger_config(self._ventilation_available)))
+
     def _on_setting(self, name: str, value: object) -> None:
         del value
         if name in (

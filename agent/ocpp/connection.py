@@ -135,6 +135,7 @@ class ConnectionSupervisor:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         profiles: EndpointSource | None = None,
+        on_runner: Callable[[SessionRunner], None] | None = None,
     ) -> None:
         self._csms = csms
         self._profiles = profiles
@@ -144,6 +145,7 @@ class ConnectionSupervisor:
             raise ValueError("ConnectionSupervisor needs at least one runner")
         self._settings = settings
         self._on_connection = on_connection
+        self._on_runner = on_runner  # told which version the CSMS selected, per session
         self._rng = rng or random.Random()
         self._sleep = sleep
         self.connects = 0
@@ -258,6 +260,8 @@ class ConnectionSupervisor:
                 log.info("connected to %s (%s)", url, ws.subprotocol)
                 if on_up is not None:
                     await on_up()
+                if self._on_runner is not None:
+                    self._on_runner(runner)
                 self._notify(True)
                 try:
                     await runner.run_session(ws, self._id)

@@ -62,6 +62,25 @@ async def test_auto_authorizes_through_the_connected_version(
         await agent.stop()
 
 
+async def test_auto_on_2_0_1_follows_the_configured_transaction_points(
+    make_csms: object, start_app: StartApp
+) -> None:
+    del make_csms
+    async with CsmsEmulator201(subprotocols=PREFER_OCPP201) as csms:
+        agent = await start_app(
+            csms,
+            csms_options={"ocpp_version": "auto"},
+            ocpp={"tx_start_point": ["EVConnected"]},
+        )
+        await csms.wait_for("StatusNotification", timeout_s=GUARD_S)
+        agent.sim("plug")  # the cable alone starts the transaction (TxStartPoint)
+        started = await csms.wait_for("TransactionEvent", timeout_s=GUARD_S)
+        assert started.payload["eventType"] == "Started"
+        assert started.payload["triggerReason"] == "CablePluggedIn"
+        assert "idToken" not in started.payload
+        await agent.stop()
+
+
 @pytest.mark.parametrize("how", ["offline", "dropped"])
 async def test_auto_moves_a_running_transaction_from_1_6_to_2_0_1_without_a_restart(
     make_csms: object, start_app: StartApp, how: str
