@@ -8,10 +8,10 @@ snake_case dicts in our answers back into camelCase. Nothing here does I/O.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from agent.clock import parse_iso, to_iso
+from agent.clock import to_iso
+from agent.ocpp.fields import field_dict, field_int, field_number, field_opt_int, field_opt_time
 from agent.smart_charging.composite import CompositeSchedule
 from agent.smart_charging.profiles import (
     ChargingProfile,
@@ -42,42 +42,44 @@ def profile_from_16(connector_id: int, raw: Any, *, now: datetime) -> ChargingPr
             message names the field.
     """
     try:
-        data = _dict(raw, "csChargingProfiles")
-        sched = _dict(data["charging_schedule"], "chargingSchedule")
+        data = field_dict(raw, "csChargingProfiles")
+        sched = field_dict(data["charging_schedule"], "chargingSchedule")
         kind = Kind(data["charging_profile_kind"])
-        start = _opt_time(sched.get("start_schedule"), "startSchedule")
+        start = field_opt_time(sched.get("start_schedule"), "startSchedule")
         if start is None and kind is Kind.ABSOLUTE:
             start = now
         periods = tuple(
             SchedulePeriod(
-                start_period_s=_int(p["start_period"], "startPeriod"),
-                limit=_number(p["limit"], "limit"),
-                number_phases=_opt_int(p.get("number_phases"), "numberPhases"),
+                start_period_s=field_int(p["start_period"], "startPeriod"),
+                limit=field_number(p["limit"], "limit"),
+                number_phases=field_opt_int(p.get("number_phases"), "numberPhases"),
             )
-            for p in (_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"])
+            for p in (
+                field_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"]
+            )
         )
         recurrency = data.get("recurrency_kind")
         min_rate = sched.get("min_charging_rate")
         tx_id = data.get("transaction_id")
         return ChargingProfile(
-            profile_id=_int(data["charging_profile_id"], "chargingProfileId"),
-            stack_level=_int(data["stack_level"], "stackLevel"),
+            profile_id=field_int(data["charging_profile_id"], "chargingProfileId"),
+            stack_level=field_int(data["stack_level"], "stackLevel"),
             purpose=Purpose(data["charging_profile_purpose"]),
             kind=kind,
             schedule=ChargingSchedule(
                 rate_unit=RateUnit(sched["charging_rate_unit"]),
                 periods=periods,
                 start_schedule=start,
-                duration_s=_opt_int(sched.get("duration"), "duration"),
+                duration_s=field_opt_int(sched.get("duration"), "duration"),
                 min_charging_rate=None
                 if min_rate is None
-                else _number(min_rate, "minChargingRate"),
+                else field_number(min_rate, "minChargingRate"),
             ),
             evse_id=connector_id,
             recurrency=None if recurrency is None else Recurrency(recurrency),
-            valid_from=_opt_time(data.get("valid_from"), "validFrom"),
-            valid_to=_opt_time(data.get("valid_to"), "validTo"),
-            transaction_id=None if tx_id is None else str(_int(tx_id, "transactionId")),
+            valid_from=field_opt_time(data.get("valid_from"), "validFrom"),
+            valid_to=field_opt_time(data.get("valid_to"), "validTo"),
+            transaction_id=None if tx_id is None else str(field_int(tx_id, "transactionId")),
         )
     except KeyError as exc:
         raise ValueError(f"missing field {exc}") from None
@@ -136,38 +138,3 @@ def composite_to_16(schedule: CompositeSchedule) -> dict[str, Any]:
         "charging_rate_unit": schedule.rate_unit.value,
         "charging_schedule_period": periods,
     }
-
-
-def _dict(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{name}: expected an object, got {value!r}")
-    return value
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    return value
-
-
-def _opt_int(value: Any, name: str) -> int | None:
-    return None if value is None else _int(value, name)
-
-
-def _number(value: Any, name: str) -> float:
-    # The ocpp library parses SetChargingProfile and RemoteStartTransaction with
-    # Decimal floats (for the schema's one-decimal check), so limits arrive as Decimal.
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _opt_time(value: Any, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a date-time string, got {value!r}")
-    try:
-        return parse_iso(value)
-    except ValueError:
-        raise ValueError(f"{name}: not a date-time: {value!r}") from None

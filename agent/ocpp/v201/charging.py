@@ -28,11 +28,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from agent.clock import parse_iso, to_iso
+from agent.clock import to_iso
+from agent.ocpp.fields import (
+    field_dict,
+    field_int,
+    field_number,
+    field_opt_int,
+    field_opt_time,
+    field_str,
+)
 from agent.smart_charging.composite import CompositeSchedule
 from agent.smart_charging.profiles import (
     ChargingProfile,
@@ -99,7 +105,7 @@ def profile_from_201(evse_id: int, raw: Any) -> ChargingProfile:
             missing, of the wrong type or with an unknown value.
     """
     try:
-        data = _dict(raw, "chargingProfile")
+        data = field_dict(raw, "chargingProfile")
         purpose_name = data["charging_profile_purpose"]
         if purpose_name == EXTERNAL_CONSTRAINTS:
             raise ProfileRefused(
@@ -113,37 +119,39 @@ def profile_from_201(evse_id: int, raw: Any) -> ChargingProfile:
                 "TooManyElements",
                 f"chargingSchedule: at most {MAX_SCHEDULES} (no ISO 15118), got {len(schedules)}",
             )
-        sched = _dict(schedules[0], "chargingSchedule")
+        sched = field_dict(schedules[0], "chargingSchedule")
         periods = tuple(
             SchedulePeriod(
-                start_period_s=_int(p["start_period"], "startPeriod"),
-                limit=_number(p["limit"], "limit"),
-                number_phases=_opt_int(p.get("number_phases"), "numberPhases"),
+                start_period_s=field_int(p["start_period"], "startPeriod"),
+                limit=field_number(p["limit"], "limit"),
+                number_phases=field_opt_int(p.get("number_phases"), "numberPhases"),
             )
-            for p in (_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"])
+            for p in (
+                field_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"]
+            )
         )
         recurrency = data.get("recurrency_kind")
         min_rate = sched.get("min_charging_rate")
         tx_id = data.get("transaction_id")
         return ChargingProfile(
-            profile_id=_int(data["id"], "id"),
-            stack_level=_int(data["stack_level"], "stackLevel"),
-            purpose=Purpose.from_spec(_str(purpose_name, "chargingProfilePurpose")),
+            profile_id=field_int(data["id"], "id"),
+            stack_level=field_int(data["stack_level"], "stackLevel"),
+            purpose=Purpose.from_spec(field_str(purpose_name, "chargingProfilePurpose")),
             kind=Kind(data["charging_profile_kind"]),
             schedule=ChargingSchedule(
                 rate_unit=RateUnit(sched["charging_rate_unit"]),
                 periods=periods,
-                start_schedule=_opt_time(sched.get("start_schedule"), "startSchedule"),
-                duration_s=_opt_int(sched.get("duration"), "duration"),
+                start_schedule=field_opt_time(sched.get("start_schedule"), "startSchedule"),
+                duration_s=field_opt_int(sched.get("duration"), "duration"),
                 min_charging_rate=None
                 if min_rate is None
-                else _number(min_rate, "minChargingRate"),
+                else field_number(min_rate, "minChargingRate"),
             ),
             evse_id=evse_id,
             recurrency=None if recurrency is None else Recurrency(recurrency),
-            valid_from=_opt_time(data.get("valid_from"), "validFrom"),
-            valid_to=_opt_time(data.get("valid_to"), "validTo"),
-            transaction_id=None if tx_id is None else _str(tx_id, "transactionId"),
+            valid_from=field_opt_time(data.get("valid_from"), "validFrom"),
+            valid_to=field_opt_time(data.get("valid_to"), "validTo"),
+            transaction_id=None if tx_id is None else field_str(tx_id, "transactionId"),
         )
     except KeyError as exc:
         raise ProfileRefused("MissingParam", f"missing field {exc}") from None
@@ -238,15 +246,15 @@ def clear_criteria_from_201(
         ValueError: an unknown purpose or a field of the wrong type.
     """
     if charging_profile_id is not None:
-        return ClearCriteria(profile_id=_int(charging_profile_id, "chargingProfileId"))
+        return ClearCriteria(profile_id=field_int(charging_profile_id, "chargingProfileId"))
     fields = criteria or {}
     purpose = fields.get("charging_profile_purpose")
     if purpose == EXTERNAL_CONSTRAINTS:
         return None
     return ClearCriteria(
-        evse_id=_opt_int(fields.get("evse_id"), "evseId"),
-        purpose=None if purpose is None else Purpose.from_spec(_str(purpose, "purpose")),
-        stack_level=_opt_int(fields.get("stack_level"), "stackLevel"),
+        evse_id=field_opt_int(fields.get("evse_id"), "evseId"),
+        purpose=None if purpose is None else Purpose.from_spec(field_str(purpose, "purpose")),
+        stack_level=field_opt_int(fields.get("stack_level"), "stackLevel"),
     )
 
 
@@ -293,20 +301,20 @@ def report_criteria_from_201(evse_id: int | None, raw: Any) -> ReportCriteria:
     Raises:
         ValueError: a field of the wrong type or an unknown purpose.
     """
-    data = _dict(raw if raw is not None else {}, "chargingProfile")
+    data = field_dict(raw if raw is not None else {}, "chargingProfile")
     purpose = data.get("charging_profile_purpose")
     ids = data.get("charging_profile_id") or []
     sources = data.get("charging_limit_source") or []
     if not isinstance(ids, list) or not isinstance(sources, list):
         raise ValueError("chargingProfileId / chargingLimitSource: expected lists")
     return ReportCriteria(
-        evse_id=_opt_int(evse_id, "evseId"),
+        evse_id=field_opt_int(evse_id, "evseId"),
         purpose=None
         if purpose is None
-        else Purpose.from_spec(_str(purpose, "chargingProfilePurpose")),
-        stack_level=_opt_int(data.get("stack_level"), "stackLevel"),
-        profile_ids=frozenset(_int(i, "chargingProfileId") for i in ids),
-        sources=frozenset(_str(s, "chargingLimitSource") for s in sources),
+        else Purpose.from_spec(field_str(purpose, "chargingProfilePurpose")),
+        stack_level=field_opt_int(data.get("stack_level"), "stackLevel"),
+        profile_ids=frozenset(field_int(i, "chargingProfileId") for i in ids),
+        sources=frozenset(field_str(s, "chargingLimitSource") for s in sources),
     )
 
 
@@ -425,48 +433,6 @@ def composite_to_201(evse_id: int, schedule: CompositeSchedule) -> dict[str, Any
         "charging_rate_unit": schedule.rate_unit.value,
         "charging_schedule_period": periods,
     }
-
-
-# ------------------------------------------------------------- helpers
-
-
-def _dict(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{name}: expected an object, got {value!r}")
-    return value
-
-
-def _str(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a string, got {value!r}")
-    return value
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    return value
-
-
-def _opt_int(value: Any, name: str) -> int | None:
-    return None if value is None else _int(value, name)
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _opt_time(value: Any, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a date-time string, got {value!r}")
-    try:
-        return parse_iso(value)
-    except ValueError:
-        raise ValueError(f"{name}: not a date-time: {value!r}") from None
 
 
 __all__ = [
