@@ -206,7 +206,7 @@ async def test_vehicle_silence_is_an_ev_communication_error_and_recovers(bench: 
     await bench.wait_for(lambda: bool(bench.faults))
     elapsed_s = loop.time() - silent_at
     # the last frame left at most one period before go_silent
-    assert TIMEOUT_S - TX_PERIOD_S <= elapsed_s < TIMEOUT_S + 1.0
+    assert elapsed_s >= TIMEOUT_S - TX_PERIOD_S  # never before the timeout ran out
     assert bench.faults == [
         FaultReport(
             FaultCode.EV_COMMUNICATION_ERROR, True, "no CHAdeMO vehicle status (0x102) for 0.3 s"
@@ -413,13 +413,38 @@ async def test_fd_buses_are_read_in_the_loop_and_a_receive_error_pauses_reading(
     assert bus._r.fileno() == -1  # shut down
 
 
-async def test_charger_frames_go_out_every_100_ms(bench: Bench) -> None:
-    bench.vehicle.plug()
-    await bench.wait_state(CpState.B)  # nothing changes from here: only cyclic frames
-    loop = asyncio.get_running_loop()
-    first = bench.vehicle.charger_status_count + 1
-    await bench.vehicle.wait_for_charger(lambda v: v.charger_status_count >= first)
-    started = loop.time()
-    await bench.vehicle.wait_for_charger(lambda v: v.charger_status_count >= first + 5)
-    elapsed_s = loop.time() - started
-    assert 5 * TX_PERIOD_S * 0.9 <= elapsed_s <= 5 * TX_PERIOD_S * 5
+class TimedBus(FdBus):
+    """An FdBus that notes when (loop time, s) each charger status (0x109) went out."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.status_sent_at_s: list[float] = []
+        self.enough = asyncio.Event()
+        self._wanted = wanted
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        super().send(msg, timeout)
+        if msg.arbitration_id == 0x109:
+            self.status_sent_at_s.append(asyncio.get_running_loop().time())
+            if len(self.status_sent_at_s) >= self._wanted:
+                self.enough.set()
+
+
+async def test_charger_frames_go_out_every_period_and_never_faster() -> None:
+    # Measured where the frames leave (the bus's send), not where a receiver thread
+    # hands them on: only the lower bound is a property of the code; how late a
+    # frame goes out on a loaded machine is for the benchmark, not a test.
+    bus = TimedBus(wanted=6)
+    pilot = ChademoCanPilot(open_bus=lambda: bus, timeout_s=GUARD_S, tx_period_s=TX_PERIOD_S)
+    await pilot.start(lambda s: None, lambda f: None)
+    try:
+        await asyncio.wait_for(bus.enough.wait(), GUARD_S)
+        sent = list(bus.status_sent_at_s)  # stopping sends one more, at once
+    finally:
+        await pilot.stop()
+    gaps_s = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert len(gaps_s) >= 5
+    assert all(gap >= TX_PERIOD_S * 0.95 for gap in gaps_s), gaps_s
+    # every cycle sends the pair: as many 0x108 as 0x109
+    ids = [m.arbitration_id for m in bus.sent]
+    assert abs(ids.count(0x108) - ids.count(0x109)) <= 1
