@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ from agent.app import App
 from agent.config import parse_config, sim_defaults
 from agent.events import ConnectorStatus, EvseStatusChanged
 from hil.csms import CP_TO_CSMS, CSMS_TO_CP, CsmsEmulator, ReceivedCall
+
+RETRIEVE_SLACK = timedelta(minutes=1)
+"""A retrieve time this far back is due at once: the agent's clock, set from the
+CSMS's, may run a little behind this process's."""
 
 CHARGE_POINT_ID = "DEMO-CP-1"
 TOKEN = "DEMO-TOKEN-1"
@@ -327,7 +331,7 @@ async def run_firmware_demo(*, quiet: bool = False) -> int:
                     timeline.say("demo", f"serving {image.name} at {server.url(image.name)}")
                     firmware = {
                         "location": server.url(image.name),
-                        "retrieve_date_time": datetime.now(UTC).isoformat(),
+                        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
                         "signing_certificate": pki.signing_cert_pem,
                         "signature": pki.sign(image),
                     }

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ from firmware_update.slots import DirSlots
 from hil.csms import CsmsEmulator, ReceivedCall
 from hil.fw_pki import FileServer, FtpServer, Pki, make_pki, make_release_tarball
 from tests.conftest import GUARD_S, StartApp, registered
+
+RETRIEVE_SLACK = timedelta(minutes=1)
+"""A retrieve time this far back is due at once: the agent's clock, set from the
+CSMS's, may run a little behind the test's."""
 
 # ------------------------------------------------------------------ the tests
 
@@ -55,7 +59,7 @@ def _security_events(csms: CsmsEmulator) -> list[str]:
 def _firmware(location: str, cert_pem: str, signature: str, **extra: Any) -> dict[str, Any]:
     return {
         "location": location,
-        "retrieve_date_time": datetime.now(UTC).isoformat(),
+        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
         "signing_certificate": cert_pem,
         "signature": signature,
         **extra,
@@ -351,7 +355,8 @@ async def test_plain_update_when_the_vendor_allows_unsigned_images(
     assert first.app.adapter is not None
     first.app.adapter.accept_unsigned_updates = True  # [firmware] accept_unsigned_updates
     update = call.UpdateFirmware(
-        location=f"{url}/{image.name}", retrieve_date=datetime.now(UTC).isoformat()
+        location=f"{url}/{image.name}",
+        retrieve_date=(datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
     )
     await csms.call(CP, update)
     assert await first.exited() == ExitReason.RESET

@@ -6,7 +6,7 @@ new ``App`` on the same data directory)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,10 @@ from hil.csms201 import CsmsEmulator201
 from hil.fw_pki import FileServer, Pki, make_pki, make_release_tarball
 from tests.conftest import GUARD_S, StartApp
 from tests.ocpp.v201_helpers import CP, V201, registered201, start_registered
+
+RETRIEVE_SLACK = timedelta(minutes=1)
+"""A retrieve time this far back is due at once: the agent's clock, set from the
+CSMS's, may run a little behind the test's."""
 
 OLD_VERSION = agent.__version__
 REQUEST_ID = 42
@@ -202,7 +206,7 @@ def www(tmp_path: Path) -> Iterator[tuple[Path, str, FileServer]]:
 def _firmware(location: str, cert_pem: str, signature: str) -> dict[str, Any]:
     return {
         "location": location,
-        "retrieve_date_time": datetime.now(UTC).isoformat(),
+        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
         "signing_certificate": cert_pem,
         "signature": signature,
     }
@@ -314,7 +318,8 @@ async def test_unsigned_update_is_rejected(
 ) -> None:
     _, url, seen = www
     await start_registered(csms201, start_app)
-    plain = {"location": f"{url}/x.tar.gz", "retrieve_date_time": datetime.now(UTC).isoformat()}
+    due = (datetime.now(UTC) - RETRIEVE_SLACK).isoformat()
+    plain = {"location": f"{url}/x.tar.gz", "retrieve_date_time": due}
     assert await _update(csms201, plain) == "Rejected"
     assert seen.requests == []
 
