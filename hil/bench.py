@@ -154,7 +154,16 @@ async def bench_safety_and_remote_start(
             tx = ctl.transaction
             assert tx is not None
             rig.apply("swipe", tx.id_tag)  # local stop: the EV stays plugged and goes to B
-            await until(lambda: ctl.transaction is None and not rig.coil_is_on())
+            # wait until the EV is in B and the controller knows it: a start sent while
+            # the stop is still being journalled finds the EV in C, not waiting in B
+            await until(
+                lambda: (
+                    ctl.transaction is None
+                    and not rig.coil_is_on()
+                    and ctl.state.plugged
+                    and not ctl.state.power_requested
+                )
+            )
             t0 = time.perf_counter()
             await csms.call("BENCH-CP", _remote_start(version, remote_start_id=len(start_ms)))
             start_ms.append((await until(rig.coil_is_on) - t0) * 1000)
