@@ -65,6 +65,21 @@ async def test_open_creates_dir_and_sets_durable_pragmas(tmp_path: Path) -> None
         await store.close()
 
 
+async def test_each_commit_runs_with_the_durability_it_asked_for(store: Store) -> None:
+    # The PRAGMA is switched only when the durability changes between calls; whatever
+    # ran before, a durable commit runs with FULL (fsync) and an acknowledgement without.
+    sync = pragma("synchronous")
+    seen = [
+        await store.run(sync, durable=False),
+        await store.run(sync, durable=False),
+        await store.run(sync),
+        await store.run(sync),
+        await store.run(sync, durable=False),
+        await store.run(sync),
+    ]
+    assert seen == [1, 1, 2, 2, 1, 2]  # NORMAL = 1, FULL = 2
+
+
 async def test_run_commits_and_returns_the_result(store: Store) -> None:
     def write(conn: sqlite3.Connection) -> int:
         conn.execute("INSERT INTO settings (key, value) VALUES ('k', '1')")
