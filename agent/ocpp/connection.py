@@ -42,6 +42,8 @@ VERSION_SUBPROTOCOLS = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
 
 class SessionRunner(Protocol):
     subprotocol: str
+    call_timeout_s: float
+    """Longest wait for the answer to one CALL in the next session, s."""
 
     async def run_session(self, ws: Any, charge_point_id: str) -> None: ...
 
@@ -209,7 +211,9 @@ class ConnectionSupervisor:
                 failed = 0
                 while failed < tries:
                     up = functools.partial(profiles.mark_working, endpoint.slot)
-                    if await self._attempt(csms, runners, on_up=up):
+                    if await self._attempt(
+                        csms, runners, on_up=up, message_timeout_s=endpoint.message_timeout_s
+                    ):
                         attempt, failed = 0, 0
                     else:
                         failed += 1
@@ -233,8 +237,13 @@ class ConnectionSupervisor:
         csms: CsmsConfig,
         runners: dict[str, SessionRunner],
         on_up: Callable[[], Awaitable[None]] | None = None,
+        message_timeout_s: float | None = None,
     ) -> bool:
-        """One connection: True if it came up (a session ran), False if it failed."""
+        """One connection: True if it came up (a session ran), False if it failed.
+
+        ``message_timeout_s``: the CALL timeout of the network profile in use (2.0.1
+        messageTimeout, s); None: the configured ``call_timeout_s``.
+        """
         url = endpoint_url(csms.url, self._id)
         ping_s = self._settings.get_int("websocket_ping_interval_s") or None
         connected = False
@@ -262,6 +271,7 @@ class ConnectionSupervisor:
                     await on_up()
                 if self._on_runner is not None:
                     self._on_runner(runner)
+                runner.call_timeout_s = message_timeout_s or csms.call_timeout_s
                 self._notify(True)
                 try:
                     await runner.run_session(ws, self._id)

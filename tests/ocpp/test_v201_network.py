@@ -124,6 +124,9 @@ def _closed_port_url() -> str:
     return f"ws://127.0.0.1:{port}"
 
 
+PROFILE_MESSAGE_TIMEOUT_S = 17  # not the configured call_timeout_s
+
+
 def _profile(url: str, slot: int = 2) -> Any:
     return call.SetNetworkProfile(
         configuration_slot=slot,
@@ -131,7 +134,7 @@ def _profile(url: str, slot: int = 2) -> Any:
             "ocpp_version": "OCPP20",
             "ocpp_transport": "JSON",
             "ocpp_csms_url": url,
-            "message_timeout": 30,
+            "message_timeout": PROFILE_MESSAGE_TIMEOUT_S,
             "security_profile": 1,
             "ocpp_interface": "Wired0",
         },
@@ -167,10 +170,16 @@ async def test_new_profile_is_used_after_the_priority_change_and_a_reset(
     assert await _set(csms201, "NetworkConfigurationPriority", "2,1") == "RebootRequired"
     await _reset(csms201, first)
 
-    await start_app(csms201, csms_options=V201, data_dir=first.data_dir)
+    second = await start_app(csms201, csms_options=V201, data_dir=first.data_dir)
     boot = await registered201(other_csms)  # the stored profile survived the restart
     assert boot.payload["reason"] == "RemoteReset"
     assert len(csms201.calls("BootNotification", CP)) == 1
+    # the session over profile 2 waits for answers as long as its messageTimeout says
+    adapter = second.app.adapter201
+    assert adapter is not None
+    assert first.app.adapter201 is not None
+    assert first.app.adapter201.call_timeout_s != PROFILE_MESSAGE_TIMEOUT_S  # slot 1: config
+    assert adapter.call_timeout_s == PROFILE_MESSAGE_TIMEOUT_S
 
 
 async def test_unreachable_profile_falls_back_to_the_last_working_one(
