@@ -3,11 +3,13 @@
 A bundle is a ``.tar.gz`` with:
 
 * ``logs/``: the agent's rotating file log (``<data-dir>/logs/agent.log*``; see
-  ``ensure_file_log``); a SecurityLog bundle keeps only security-relevant lines;
+  ``ensure_file_log``; lines stamped in UTC), inside the requested time window; a
+  SecurityLog bundle keeps only security-relevant lines;
 * ``ocpp-trace.jsonl``: the last OCPP-J frames (``FrameRecorder``), inside the
   requested time window;
 * ``config.json``: the running configuration with secrets redacted;
-* ``hal-status.json``: a per-EVSE summary of the hardware state.
+* ``hal-status.json``: what each EVSE's devices report now (the app passes
+  ``agent.evse.hardware_report``).
 
 The upload (``firmware_update.upload.upload``: HTTP(S) PUT or FTP STOR) is retried
 ``retries`` times ``retry_interval_s`` apart; progress goes to the CSMS through the
@@ -27,9 +29,10 @@ import logging.handlers
 import os
 import re
 import tarfile
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,9 @@ LOG_BACKUPS = 4
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"password|secret|token|(^|_)key$|private|authorization", re.IGNORECASE)
 _SECURITY_LINE = re.compile(r"security|firmware|certificate|signature|tls|auth", re.IGNORECASE)
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+_LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
 _SECRET_FRAME = re.compile(
     r'("key"\s*:\s*"(?:AuthorizationKey|BasicAuthPassword)"\s*,\s*"value"\s*:\s*)"[^"]*"'
 )
@@ -68,7 +74,9 @@ def ensure_file_log(data_dir: Path, level: int = logging.INFO) -> Callable[[], N
         folder / LOG_FILE, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
     )
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT)
+    formatter.converter = time.gmtime  # UTC stamps: a time window can select lines
+    handler.setFormatter(formatter)
     root.addHandler(handler)
 
     def remove() -> None:
@@ -145,10 +153,12 @@ def build_bundle(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(dest, "w:gz") as tar:
         for path in sorted((sources.data_dir / LOG_DIR).glob(LOG_FILE + "*")):
-            if kind is LogKind.SECURITY_LOG:
+            if kind is LogKind.SECURITY_LOG or oldest is not None or latest is not None:
                 text = path.read_text(encoding="utf-8", errors="replace")
-                kept = "".join(ln for ln in text.splitlines(True) if _SECURITY_LINE.search(ln))
-                _add(tar, f"logs/{path.name}", kept.encode())
+                lines = log_lines_within(text, oldest, latest)
+                if kind is LogKind.SECURITY_LOG:
+                    lines = (ln for ln in lines if _SECURITY_LINE.search(ln))
+                _add(tar, f"logs/{path.name}", "".join(lines).encode())
             else:
                 tar.add(path, arcname=f"logs/{path.name}")
         if kind is not LogKind.SECURITY_LOG and sources.frames is not None:
@@ -159,6 +169,23 @@ def build_bundle(
         hal = json.dumps(sources.hal_status(), indent=2, default=str)
         _add(tar, "hal-status.json", hal.encode())
     return dest
+
+
+def log_lines_within(text: str, oldest: datetime | None, latest: datetime | None) -> Iterator[str]:
+    """The lines of a file log (``LOG_FORMAT``) stamped inside [oldest, latest] (pure).
+
+    A line without a stamp (a traceback's continuation) goes with the line above it;
+    lines before the first stamp, or in another format (a log written before the
+    stamps were UTC), are kept: their time is unknown. None bounds nothing.
+    """
+    keep = True
+    for line in text.splitlines(True):
+        match = _LOG_STAMP.match(line)
+        if match is not None:
+            moment = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+            keep = not ((oldest and moment < oldest) or (latest and moment > latest))
+        if keep:
+            yield line
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -179,7 +206,7 @@ class UploadRequest:
         request_id: GetLog's requestId (0 for GetDiagnostics).
         retries: Upload retries after a failed attempt.
         retry_interval_s: Wait between attempts, s.
-        oldest, latest: Time window of the trace (None = unbounded).
+        oldest, latest: Time window of the file log and the trace (None = unbounded).
     """
 
     kind: LogKind
