@@ -183,11 +183,14 @@ class RaucSlots:
     # -- install and switch -------------------------------------------------------------
 
     async def install(self, image: Path) -> str:
-        """``rauc install <image>``; returns the bootname of the slot RAUC made primary.
+        """``rauc install <image>``; returns the bootname of the slot it installed.
+
+        RAUC makes the installed slot primary; the booted one is made primary again
+        (``mark-active booted``) so that only ``activate_trial`` switches.
 
         Raises:
-            InstallError: rauc failed or timed out (its last error line), or the primary
-                did not move away from the booted slot.
+            InstallError: rauc failed or timed out (its last error line), the primary
+                did not move away from the booted slot, or it could not be moved back.
         """
         argv = [*self._command, "install", str(image)]
         try:
@@ -221,6 +224,10 @@ class RaucSlots:
         target = status.find(status.primary)
         if target.name == self._booted_slot().name:
             raise InstallError("rauc install left the booted slot primary")
+        # RAUC made the new slot primary. Until ``activate_trial`` arms it, the booted
+        # slot stays the one the next boot runs (the SlotBackend contract): a power cut,
+        # or an arming that fails, must not boot an image nobody armed.
+        await asyncio.to_thread(self._run, "status", "mark-active", "booted")
         return target.label
 
     def activate_trial(self, slot: str, *, attempts: int = 1) -> None:

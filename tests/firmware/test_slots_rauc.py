@@ -169,6 +169,7 @@ async def test_install_trial_reboot_confirm(fake: FakeRauc, tmp_path: Path) -> N
     assert await slots.install(image) == "B"
     assert ["install", str(image)] in fake.calls()
     assert slots.slot_version("B") == "2.0.0"
+    assert fake.read()["primary"] == "rootfs.0"  # not switched before the trial is armed
     slots.activate_trial("B", attempts=3)
     assert fake.marks()[-1] == ["status", "mark-active", "rootfs.1"]
     assert not slots.is_trial()  # still running A
@@ -182,6 +183,20 @@ async def test_install_trial_reboot_confirm(fake: FakeRauc, tmp_path: Path) -> N
     assert fake.marks()[-1] == ["status", "mark-good", "booted"]
     assert not after.is_trial()
     assert not slots_for(fake, tmp_path).is_trial()  # persisted
+
+
+async def test_arming_that_fails_leaves_the_booted_slot_primary(
+    fake: FakeRauc, tmp_path: Path
+) -> None:
+    slots = slots_for(fake, tmp_path)
+    await slots.install(bundle(tmp_path, "2.0.0"))
+    state = fake.read()
+    fake.write({**state, "fail": "mark-active: bootloader env not writable"})
+    with pytest.raises(InstallError, match="bootloader env not writable"):
+        slots.activate_trial("B")
+    fake.write(state)
+    fake.reboot()  # a power cut now boots the old release, not the unarmed new one
+    assert slots_for(fake, tmp_path).booted_slot() == "A"
 
 
 async def test_failed_trial_is_marked_bad(fake: FakeRauc, tmp_path: Path) -> None:
