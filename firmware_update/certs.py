@@ -15,13 +15,13 @@ folders, named by their SHA-256 fingerprint.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+
+from firmware_update.durable import write_atomic
 
 CERT_TYPES = ("ManufacturerRootCertificate", "CentralSystemRootCertificate")
 
@@ -116,7 +116,7 @@ class CertificateStore:
             return target
         folder.mkdir(parents=True, exist_ok=True)
         data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-        _write_atomic(target, data)
+        write_atomic(target, data)
         _log.info("installed %s %s", cert_type, certs[0].subject.rfc4514_string())
         return target
 
@@ -157,21 +157,3 @@ class CertificateStore:
             return ()
         self._cache[path] = _Cached(stat.st_mtime_ns, stat.st_size, certs)
         return certs
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import IO, TypeVar
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
+from firmware_update.durable import fsync_dir
+
 SUPPORTED_SCHEMES = ("http", "https", "ftp")
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -332,7 +334,7 @@ class _Job:
         try:
             os.replace(self.part, self.dest)
             if self.durable:
-                _fsync_dir(self.dest.parent)
+                fsync_dir(self.dest.parent)
         except OSError as e:
             raise DownloadError(f"cannot write {self.dest.name}: {_reason(e)}") from None
         _meta_path(self.part).unlink(missing_ok=True)
@@ -559,14 +561,6 @@ def _write_all(f: IO[bytes], data: bytes | memoryview) -> None:
     written = 0
     while written < len(view):
         written += f.write(view[written:])
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _int_or_none(value: str | None) -> int | None:

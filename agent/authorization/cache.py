@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
+from agent.authorization.tag_rows import as_utc, read_verdict, tag_key, time_text
 from agent.events import AuthorizationStatus
 from agent.persistence.store import Store
 
@@ -76,22 +77,8 @@ class AuthCache:
         Raises:
             ValueError: ``now_utc`` is naive, or the stored row is corrupt.
         """
-        now = _as_utc(now_utc, "now_utc")
-
-        def read(conn: sqlite3.Connection) -> tuple[str, str | None, str | None] | None:
-            row = conn.execute(
-                "SELECT status, expiry, parent_id_tag FROM auth_cache WHERE id_tag = ?",
-                (_key(id_tag),),
-            ).fetchone()
-            return None if row is None else (row[0], row[1], row[2])
-
-        row = await self._store.run(read)
-        if row is None:
-            return None
-        status, expiry, parent = row
-        if expiry is not None and datetime.fromisoformat(expiry) <= now:
-            return CacheEntry(AuthorizationStatus.EXPIRED, parent)
-        return CacheEntry(AuthorizationStatus(status), parent)
+        verdict = await read_verdict(self._store, "auth_cache", id_tag, now_utc)
+        return None if verdict is None else CacheEntry(verdict.status, verdict.parent_id_tag)
 
     async def put(
         self,
@@ -113,9 +100,10 @@ class AuthCache:
         Raises:
             ValueError: ``expiry`` or ``now_utc`` is naive.
         """
-        now = _to_text(_as_utc(now_utc, "now_utc"))
-        expiry_text = None if expiry is None else _to_text(_as_utc(expiry, "expiry"))
-        key = _key(id_tag)
+        # Fixed-width text sorts like the time: eviction orders by it.
+        now = time_text(as_utc(now_utc, "now_utc"))
+        expiry_text = None if expiry is None else time_text(as_utc(expiry, "expiry"))
+        key = tag_key(id_tag)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -148,19 +136,3 @@ class AuthCache:
             return int(conn.execute("SELECT count(*) FROM auth_cache").fetchone()[0])
 
         return await self._store.run(read)
-
-
-def _key(id_tag: str) -> str:
-    # OCPP IdToken is case-insensitive.
-    return id_tag.upper()
-
-
-def _as_utc(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got {moment!r}")
-    return moment.astimezone(UTC)
-
-
-def _to_text(moment: datetime) -> str:
-    # Fixed width, so the text sorts like the time (eviction orders by it).
-    return moment.isoformat(timespec="microseconds")

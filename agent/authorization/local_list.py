@@ -17,12 +17,12 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
 from agent.authorization.authorizer import IdTagInfo
-from agent.events import AuthorizationStatus
+from agent.authorization.tag_rows import as_utc, read_verdict, tag_key, time_text
 from agent.persistence.store import Store
 
 __all__ = [
@@ -158,24 +158,12 @@ class LocalAuthList:
         Raises:
             ValueError: ``now_utc`` is naive, or the stored row is corrupt.
         """
-        now = _as_utc(now_utc, "now_utc")
-
-        def read(conn: sqlite3.Connection) -> tuple[str, str | None, str | None] | None:
-            row = conn.execute(
-                "SELECT status, expiry, parent_id_tag FROM local_auth_list WHERE id_tag = ?",
-                (_key(id_tag),),
-            ).fetchone()
-            return None if row is None else (row[0], row[1], row[2])
-
-        row = await self._store.run(read)
-        if row is None:
+        verdict = await read_verdict(self._store, "local_auth_list", id_tag, now_utc)
+        if verdict is None:
             return None
-        status_text, expiry_text, parent = row
-        expiry = None if expiry_text is None else datetime.fromisoformat(expiry_text)
-        status = AuthorizationStatus(status_text)
-        if expiry is not None and expiry <= now:
-            status = AuthorizationStatus.EXPIRED
-        return IdTagInfo(status=status, expiry=expiry, parent_id_tag=parent)
+        return IdTagInfo(
+            status=verdict.status, expiry=verdict.expiry, parent_id_tag=verdict.parent_id_tag
+        )
 
     async def update(
         self, version: int, update_type: UpdateType, entries: Sequence[ListEntry]
@@ -274,7 +262,7 @@ class LocalAuthList:
         rows: list[tuple[str, tuple[str, str | None, str | None] | None]] = []
         seen: set[str] = set()
         for entry in entries:
-            key = _key(entry.id_tag)
+            key = tag_key(entry.id_tag)
             if not key:
                 raise _Refused(UpdateStatus.FAILED, "empty id tag")
             if key in seen:
@@ -289,7 +277,7 @@ class LocalAuthList:
                 rows.append((key, None))
                 continue
             try:
-                expiry = None if info.expiry is None else _to_text(_as_utc(info.expiry, "expiry"))
+                expiry = None if info.expiry is None else time_text(as_utc(info.expiry, "expiry"))
             except ValueError as exc:
                 raise _Refused(UpdateStatus.FAILED, f"{entry.id_tag!r}: {exc}") from exc
             rows.append((key, (info.status.value, expiry, info.parent_id_tag)))
@@ -299,18 +287,3 @@ class LocalAuthList:
 def _read_version(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT version FROM local_auth_list_version WHERE id = 1").fetchone()
     return 0 if row is None else int(row[0])
-
-
-def _key(id_tag: str) -> str:
-    # OCPP IdToken is case-insensitive.
-    return id_tag.upper()
-
-
-def _as_utc(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got {moment!r}")
-    return moment.astimezone(UTC)
-
-
-def _to_text(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")

@@ -57,3 +57,15 @@ def field_opt_time(value: Any, name: str) -> datetime | None:
         return parse_iso(value)
     except ValueError:
         raise ValueError(f"{name}: not a date-time: {value!r}") from None
+
+
+def field_iso_time(value: Any, name: str) -> datetime:
+    """The text of any value (``str(value)``) as an aware date-time; naive = UTC.
+
+    Raises:
+        ValueError: The text is not an ISO 8601 time (the message names the field).
+    """
+    try:
+        return parse_iso(str(value))
+    except ValueError:
+        raise ValueError(f"{name}: not an ISO 8601 time: {value!r}") from None

@@ -19,13 +19,13 @@ import logging
 import os
 import shutil
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from firmware_update.blocking import run_blocking
+from firmware_update.durable import fsync_dir, write_atomic
 from firmware_update.slots._process import run_check
 from firmware_update.slots.base import InstallError
 
@@ -284,7 +284,7 @@ class DirSlots:
             if slot.exists():
                 os.rename(slot, trash)
             os.rename(staging, slot)
-            _fsync_dir(self._root)
+            fsync_dir(self._root)
             shutil.rmtree(trash, ignore_errors=True)
             return version
         finally:
@@ -302,18 +302,7 @@ class DirSlots:
 
     def _write_state(self) -> None:
         path = self._root / STATE_FILE
-        data = json.dumps(self._state.to_json(), indent=1).encode()
-        fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".state.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self._root)
+        write_atomic(path, json.dumps(self._state.to_json(), indent=1).encode())
 
 
 def _strict_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
@@ -339,11 +328,3 @@ def _read_version(directory: Path) -> str:
             f"{VERSION_FILE} must be one line of 1-{VERSION_MAX_CHARS} printable characters"
         )
     return text
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,17 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from agent.clock import to_iso
-from agent.ocpp.fields import field_dict, field_int, field_number, field_opt_int, field_opt_time
+from agent.ocpp.fields import field_dict, field_int, field_opt_time
+from agent.ocpp.schedule_payload import periods_to_payload, schedule_from_payload
 from agent.smart_charging.composite import CompositeSchedule
 from agent.smart_charging.profiles import (
     ChargingProfile,
-    ChargingSchedule,
     ClearCriteria,
     Kind,
     Purpose,
     RateUnit,
     Recurrency,
-    SchedulePeriod,
 )
 
 
@@ -45,36 +44,17 @@ def profile_from_16(connector_id: int, raw: Any, *, now: datetime) -> ChargingPr
         data = field_dict(raw, "csChargingProfiles")
         sched = field_dict(data["charging_schedule"], "chargingSchedule")
         kind = Kind(data["charging_profile_kind"])
-        start = field_opt_time(sched.get("start_schedule"), "startSchedule")
-        if start is None and kind is Kind.ABSOLUTE:
-            start = now
-        periods = tuple(
-            SchedulePeriod(
-                start_period_s=field_int(p["start_period"], "startPeriod"),
-                limit=field_number(p["limit"], "limit"),
-                number_phases=field_opt_int(p.get("number_phases"), "numberPhases"),
-            )
-            for p in (
-                field_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"]
-            )
+        schedule = schedule_from_payload(
+            sched, default_start=now if kind is Kind.ABSOLUTE else None
         )
         recurrency = data.get("recurrency_kind")
-        min_rate = sched.get("min_charging_rate")
         tx_id = data.get("transaction_id")
         return ChargingProfile(
             profile_id=field_int(data["charging_profile_id"], "chargingProfileId"),
             stack_level=field_int(data["stack_level"], "stackLevel"),
             purpose=Purpose(data["charging_profile_purpose"]),
             kind=kind,
-            schedule=ChargingSchedule(
-                rate_unit=RateUnit(sched["charging_rate_unit"]),
-                periods=periods,
-                start_schedule=start,
-                duration_s=field_opt_int(sched.get("duration"), "duration"),
-                min_charging_rate=None
-                if min_rate is None
-                else field_number(min_rate, "minChargingRate"),
-            ),
+            schedule=schedule,
             evse_id=connector_id,
             recurrency=None if recurrency is None else Recurrency(recurrency),
             valid_from=field_opt_time(data.get("valid_from"), "validFrom"),
@@ -124,17 +104,9 @@ def composite_to_16(schedule: CompositeSchedule) -> dict[str, Any]:
     Raises:
         ValueError: a period has no limit.
     """
-    periods: list[dict[str, Any]] = []
-    for period in schedule.periods:
-        if period.limit is None:
-            raise ValueError(f"period at {period.start_period_s} s has no limit")
-        item: dict[str, Any] = {"start_period": period.start_period_s, "limit": period.limit}
-        if period.number_phases is not None:
-            item["number_phases"] = period.number_phases
-        periods.append(item)
     return {
         "duration": schedule.duration_s,
         "start_schedule": to_iso(schedule.start),
         "charging_rate_unit": schedule.rate_unit.value,
-        "charging_schedule_period": periods,
+        "charging_schedule_period": periods_to_payload(schedule.periods),
     }

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.v16 import call
 
-from agent.clock import parse_iso
+from agent.ocpp.fields import field_iso_time
+from agent.ocpp.firmware_reports import UPLOAD_LOG_STATUS, deliver_queued_reports
 from firmware_update.journal import MessageKind, OutboxMessage, UpdateRequest
 from firmware_update.manager import FirmwareManager
 from firmware_update.status import (
@@ -66,15 +66,7 @@ DIAGNOSTICS_STATUS: dict[UploadStatus, str] = {
 }
 
 # Whitepaper UploadLogStatusEnumType (note: UploadFailure, not UploadFailed).
-LOG_STATUS: dict[UploadStatus, str] = {
-    UploadStatus.IDLE: "Idle",
-    UploadStatus.UPLOADING: "Uploading",
-    UploadStatus.UPLOADED: "Uploaded",
-    UploadStatus.UPLOAD_FAILED: "UploadFailure",
-    UploadStatus.BAD_MESSAGE: "BadMessage",
-    UploadStatus.NOT_SUPPORTED_OPERATION: "NotSupportedOperation",
-    UploadStatus.PERMISSION_DENIED: "PermissionDenied",
-}
+LOG_STATUS = UPLOAD_LOG_STATUS
 
 
 def trigger_status(status: FirmwareStatus) -> str:
@@ -87,14 +79,6 @@ def trigger_status(status: FirmwareStatus) -> str:
     if status is FirmwareStatus.INSTALL_REBOOTING:
         return "Installing"
     return "Downloaded"  # SignatureVerified, InstallScheduled: downloaded, not installed
-
-
-def _time(text: Any, name: str) -> datetime:
-    try:
-        moment = parse_iso(str(text))
-    except ValueError:
-        raise ValueError(f"{name}: not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def signed_request(
@@ -110,8 +94,8 @@ def signed_request(
         request_id=request_id,
         kind=UpdateKind.SIGNED,
         location=str(firmware["location"]),
-        retrieve_at=_time(firmware["retrieve_date_time"], "retrieveDateTime"),
-        install_at=_time(install, "installDateTime") if install else None,
+        retrieve_at=field_iso_time(firmware["retrieve_date_time"], "retrieveDateTime"),
+        install_at=field_iso_time(install, "installDateTime") if install else None,
         retries=DEFAULT_RETRIES if retries is None else max(0, retries),
         retry_interval_s=float(
             DEFAULT_RETRY_INTERVAL_S if retry_interval_s is None else max(0, retry_interval_s)
@@ -129,7 +113,7 @@ def plain_request(
         request_id=0,
         kind=UpdateKind.PLAIN,
         location=location,
-        retrieve_at=_time(retrieve_date, "retrieveDate"),
+        retrieve_at=field_iso_time(retrieve_date, "retrieveDate"),
         retries=DEFAULT_RETRIES if retries is None else max(0, retries),
         retry_interval_s=float(
             DEFAULT_RETRY_INTERVAL_S if retry_interval_s is None else max(0, retry_interval_s)
@@ -221,16 +205,4 @@ async def deliver_reports(manager: FirmwareManager, send: Callable[[Any], Awaita
     report dropped (resending the same payload would be refused again). A dead link
     raises out of ``send`` and the report stays queued for the next connection.
     """
-    while True:
-        batch = await manager.journal.pending()
-        if not batch:
-            await manager.wait_reports()
-            continue
-        for msg in batch:
-            payload = outbox_call(msg)
-            if payload is not None:
-                try:
-                    await send(payload)
-                except OCPPError as e:
-                    log.warning("%s refused by the CSMS: %s", type(payload).__name__, e)
-            await manager.acknowledge(msg.seq)
+    await deliver_queued_reports(manager, send, outbox_call, OCPPError)

@@ -34,21 +34,19 @@ from agent.clock import to_iso
 from agent.ocpp.fields import (
     field_dict,
     field_int,
-    field_number,
     field_opt_int,
     field_opt_time,
     field_str,
 )
+from agent.ocpp.schedule_payload import periods_to_payload, schedule_from_payload
 from agent.smart_charging.composite import CompositeSchedule
 from agent.smart_charging.profiles import (
     ChargingProfile,
-    ChargingSchedule,
     ClearCriteria,
     Kind,
     Purpose,
     RateUnit,
     Recurrency,
-    SchedulePeriod,
 )
 
 EXTERNAL_CONSTRAINTS = Purpose.EXTERNAL.value
@@ -120,33 +118,15 @@ def profile_from_201(evse_id: int, raw: Any) -> ChargingProfile:
                 f"chargingSchedule: at most {MAX_SCHEDULES} (no ISO 15118), got {len(schedules)}",
             )
         sched = field_dict(schedules[0], "chargingSchedule")
-        periods = tuple(
-            SchedulePeriod(
-                start_period_s=field_int(p["start_period"], "startPeriod"),
-                limit=field_number(p["limit"], "limit"),
-                number_phases=field_opt_int(p.get("number_phases"), "numberPhases"),
-            )
-            for p in (
-                field_dict(x, "chargingSchedulePeriod") for x in sched["charging_schedule_period"]
-            )
-        )
+        schedule = schedule_from_payload(sched)
         recurrency = data.get("recurrency_kind")
-        min_rate = sched.get("min_charging_rate")
         tx_id = data.get("transaction_id")
         return ChargingProfile(
             profile_id=field_int(data["id"], "id"),
             stack_level=field_int(data["stack_level"], "stackLevel"),
             purpose=Purpose.from_spec(field_str(purpose_name, "chargingProfilePurpose")),
             kind=Kind(data["charging_profile_kind"]),
-            schedule=ChargingSchedule(
-                rate_unit=RateUnit(sched["charging_rate_unit"]),
-                periods=periods,
-                start_schedule=field_opt_time(sched.get("start_schedule"), "startSchedule"),
-                duration_s=field_opt_int(sched.get("duration"), "duration"),
-                min_charging_rate=None
-                if min_rate is None
-                else field_number(min_rate, "minChargingRate"),
-            ),
+            schedule=schedule,
             evse_id=evse_id,
             recurrency=None if recurrency is None else Recurrency(recurrency),
             valid_from=field_opt_time(data.get("valid_from"), "validFrom"),
@@ -364,16 +344,10 @@ def report_request(request_id: int, page: ReportPage, *, tbc: bool) -> dict[str,
 def profile_to_201(profile: ChargingProfile) -> dict[str, Any]:
     """A profile as a 2.0.1 ``ChargingProfileType`` (snake_case; schedule id = profile id)."""
     schedule = profile.schedule
-    periods: list[dict[str, Any]] = []
-    for period in schedule.periods:
-        item: dict[str, Any] = {"start_period": period.start_period_s, "limit": period.limit}
-        if period.number_phases is not None:
-            item["number_phases"] = period.number_phases
-        periods.append(item)
     sched: dict[str, Any] = {
         "id": profile.profile_id,
         "charging_rate_unit": schedule.rate_unit.value,
-        "charging_schedule_period": periods,
+        "charging_schedule_period": periods_to_payload(schedule.periods),
     }
     if schedule.start_schedule is not None:
         sched["start_schedule"] = to_iso(schedule.start_schedule)
@@ -418,20 +392,12 @@ def composite_to_201(evse_id: int, schedule: CompositeSchedule) -> dict[str, Any
     Raises:
         ValueError: a period has no limit (the service fills gaps with the hardware limit).
     """
-    periods: list[dict[str, Any]] = []
-    for period in schedule.periods:
-        if period.limit is None:
-            raise ValueError(f"period at {period.start_period_s} s has no limit")
-        item: dict[str, Any] = {"start_period": period.start_period_s, "limit": period.limit}
-        if period.number_phases is not None:
-            item["number_phases"] = period.number_phases
-        periods.append(item)
     return {
         "evse_id": evse_id,
         "duration": schedule.duration_s,
         "schedule_start": to_iso(schedule.start),
         "charging_rate_unit": schedule.rate_unit.value,
-        "charging_schedule_period": periods,
+        "charging_schedule_period": periods_to_payload(schedule.periods),
     }
 
 

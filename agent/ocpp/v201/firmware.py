@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.v201 import call
 
-from agent.clock import parse_iso
+from agent.ocpp.fields import field_iso_time
+from agent.ocpp.firmware_reports import UPLOAD_LOG_STATUS, deliver_queued_reports
 from firmware_update.diagnostics import UploadRequest
 from firmware_update.journal import MessageKind, OutboxMessage, UpdateRequest
 from firmware_update.manager import FirmwareManager
@@ -40,15 +40,7 @@ DEFAULT_LOG_RETRY_INTERVAL_S = 30
 FIRMWARE_STATUS: dict[FirmwareStatus, str] = {s: s.value for s in FirmwareStatus}
 """2.0.1 FirmwareStatusEnumType has every neutral status with the same spelling."""
 
-LOG_STATUS: dict[UploadStatus, str] = {
-    UploadStatus.IDLE: "Idle",
-    UploadStatus.UPLOADING: "Uploading",
-    UploadStatus.UPLOADED: "Uploaded",
-    UploadStatus.UPLOAD_FAILED: "UploadFailure",
-    UploadStatus.BAD_MESSAGE: "BadMessage",
-    UploadStatus.NOT_SUPPORTED_OPERATION: "NotSupportedOperation",
-    UploadStatus.PERMISSION_DENIED: "PermissionDenied",
-}
+LOG_STATUS = UPLOAD_LOG_STATUS
 """2.0.1 UploadLogStatusEnumType (note: UploadFailure, not UploadFailed)."""
 
 LOG_TYPES: dict[str, LogKind] = {
@@ -56,14 +48,6 @@ LOG_TYPES: dict[str, LogKind] = {
     "SecurityLog": LogKind.SECURITY_LOG,
 }
 """2.0.1 LogEnumType -> the neutral bundle kind."""
-
-
-def _time(text: Any, name: str) -> datetime:
-    try:
-        moment = parse_iso(str(text))
-    except ValueError:
-        raise ValueError(f"{name}: not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _non_negative(value: int | None, default: int) -> int:
@@ -90,8 +74,8 @@ def update_request(
         request_id=request_id,
         kind=UpdateKind.SIGNED if signed else UpdateKind.PLAIN,
         location=str(firmware["location"]),
-        retrieve_at=_time(firmware["retrieve_date_time"], "retrieveDateTime"),
-        install_at=_time(install, "installDateTime") if install else None,
+        retrieve_at=field_iso_time(firmware["retrieve_date_time"], "retrieveDateTime"),
+        install_at=field_iso_time(install, "installDateTime") if install else None,
         retries=_non_negative(retries, DEFAULT_RETRIES),
         retry_interval_s=float(_non_negative(retry_interval_s, DEFAULT_RETRY_INTERVAL_S)),
         signing_certificate=str(certificate) if certificate is not None else None,
@@ -156,8 +140,8 @@ def log_request(
         request_id=request_id,
         retries=_non_negative(retries, DEFAULT_LOG_RETRIES),
         retry_interval_s=float(_non_negative(retry_interval_s, DEFAULT_LOG_RETRY_INTERVAL_S)),
-        oldest=_time(oldest, "oldestTimestamp") if oldest else None,
-        latest=_time(latest, "latestTimestamp") if latest else None,
+        oldest=field_iso_time(oldest, "oldestTimestamp") if oldest else None,
+        latest=field_iso_time(latest, "latestTimestamp") if latest else None,
     )
 
 
@@ -222,16 +206,4 @@ async def deliver_reports(manager: FirmwareManager, send: Callable[[Any], Awaita
     report dropped (the same payload would be refused again). A dead link raises out
     of ``send`` and the report stays queued for the next connection.
     """
-    while True:
-        batch = await manager.journal.pending()
-        if not batch:
-            await manager.wait_reports()
-            continue
-        for msg in batch:
-            payload = outbox_call(msg)
-            if payload is not None:
-                try:
-                    await send(payload)
-                except OCPPError as e:
-                    log.warning("%s refused by the CSMS: %s", type(payload).__name__, e)
-            await manager.acknowledge(msg.seq)
+    await deliver_queued_reports(manager, send, outbox_call, OCPPError)
