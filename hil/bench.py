@@ -62,9 +62,8 @@ from websockets.asyncio.client import connect
 from agent.app import App
 from agent.config import parse_config, sim_defaults
 from agent.console.sim_control import send_command, socket_path
-from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
-from agent.persistence.store import Store
-from agent.transactions.journal import TransactionJournal
+from hil.bench_cpu import meter_sample as _sample
+from hil.bench_cpu import queue_transaction
 from hil.csms import CP_TO_CSMS, CsmsEmulator
 from hil.csms201 import CsmsEmulator201
 
@@ -503,40 +502,6 @@ async def bench_process(csms: CsmsEmulator, tmp: Path, version: str = "1.6") -> 
     }
 
 
-def _sample(i: int) -> MeterSample:
-    return MeterSample(
-        timestamp=f"2026-01-01T00:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 10}00Z",
-        context=ReadingContext.SAMPLE_PERIODIC,
-        values=(SampledValue("Energy.Active.Import.Register", 1000 + i, "Wh"),),
-    )
-
-
-async def _queue_meter_values(data_dir: Path, count: int) -> None:
-    store = await Store.open(data_dir)
-    try:
-        journal = TransactionJournal(store)
-        tx = await journal.begin(
-            evse_id=1,
-            connector_id=1,
-            id_tag="REPLAY",
-            meter_start_wh=1000,
-            timestamp="2026-01-01T00:00:00.000Z",
-        )
-        start = await journal.next_message()
-        assert start is not None
-        await journal.acknowledge_start(start.seq, 42, "Accepted")
-        for i in range(count):
-            await journal.record_meter(tx.tx_id, _sample(i), 1000 + i)
-        await journal.end(
-            tx.tx_id,
-            reason=StopReason.LOCAL,
-            meter_stop_wh=1000 + count,
-            timestamp="2026-01-01T03:00:00.000Z",
-        )
-    finally:
-        await store.close()
-
-
 class _Counter:
     """Counts MeterValues from one charger through the emulator's message hook
     (O(1) per message, unlike scanning ``received``) and when each arrived."""
@@ -574,7 +539,7 @@ async def bench_replay(tmp: Path) -> dict[str, Any]:
     and both rates are measured the same way: first to last MeterValues received.
     """
     data_dir = tmp / "replay"
-    await _queue_meter_values(data_dir, REPLAY_MESSAGES)
+    await queue_transaction(data_dir, REPLAY_MESSAGES, id_tag="REPLAY", csms_tx_id=42)
     progress(f"replay: {REPLAY_MESSAGES} MeterValues queued")
     replay_counter = _Counter("REPLAY-CP", REPLAY_MESSAGES)
     floor_counter = _Counter("FLOOR-CP", REPLAY_MESSAGES + WARMUP_MESSAGES)

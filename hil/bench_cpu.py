@@ -34,6 +34,7 @@ from typing import Any
 from agent.events import MeterSample, ReadingContext, SampledValue, StopReason
 from agent.persistence.store import Store
 from agent.transactions.journal import TransactionJournal
+from hil.bare_cp import receive_loop
 from hil.csms import CP_TO_CSMS, CsmsEmulator
 from hil.csms201 import CsmsEmulator201
 
@@ -57,7 +58,8 @@ def proc_cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _sample(i: int) -> MeterSample:
+def meter_sample(i: int) -> MeterSample:
+    """The ``i``-th periodic energy reading of a bench transaction (Wh, 0.1 s apart)."""
     return MeterSample(
         timestamp=f"2026-01-01T00:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 10}00Z",
         context=ReadingContext.SAMPLE_PERIODIC,
@@ -65,20 +67,34 @@ def _sample(i: int) -> MeterSample:
     )
 
 
-async def queue_transaction(data_dir: Path, count: int) -> None:
-    """Journal one whole transaction (start, ``count`` meter readings, stop), unsent."""
+async def queue_transaction(
+    data_dir: Path, count: int, *, id_tag: str = "CPU-BENCH", csms_tx_id: int | None = None
+) -> None:
+    """Journal one whole transaction (start, ``count`` meter readings, stop), unsent.
+
+    Args:
+        data_dir: The agent's data directory (its journal is opened and closed here).
+        count: Meter readings (`meter_sample` 0 to ``count - 1``).
+        id_tag: The transaction's idTag.
+        csms_tx_id: If set, the start counts as answered by the CSMS with this
+            transaction id, so only the readings and the stop are left to send.
+    """
     store = await Store.open(data_dir)
     try:
         journal = TransactionJournal(store)
         tx = await journal.begin(
             evse_id=1,
             connector_id=1,
-            id_tag="CPU-BENCH",
+            id_tag=id_tag,
             meter_start_wh=1000,
             timestamp="2026-01-01T00:00:00.000Z",
         )
+        if csms_tx_id is not None:
+            start = await journal.next_message()
+            assert start is not None
+            await journal.acknowledge_start(start.seq, csms_tx_id, "Accepted")
         for i in range(count):
-            await journal.record_meter(tx.tx_id, _sample(i), 1000 + i)
+            await journal.record_meter(tx.tx_id, meter_sample(i), 1000 + i)
         await journal.end(
             tx.tx_id,
             reason=StopReason.LOCAL,
@@ -269,13 +285,9 @@ async def bare_client(url: str, version: str, payloads: list[dict[str, Any]]) ->
         factory = ChargePoint16
     async with connect(f"{url}/{BARE_ID}", subprotocols=[_SUBPROTOCOL[version]]) as ws:  # type: ignore[list-item]
         cp = factory(BARE_ID, ws)
-        receiver = asyncio.create_task(cp.start())
-        try:
+        async with receive_loop(cp):
             for payload in payloads:
                 await cp.call(message(payload))
-        finally:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
 
 
 def main(argv: list[str] | None = None) -> int:

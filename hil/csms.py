@@ -48,10 +48,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, Self
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
+from ocpp.charge_point import ChargePoint as _LibChargePointBase
 from ocpp.messages import CallError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as _LibChargePoint
@@ -243,8 +244,16 @@ class _Session:
         return None
 
 
-class _CentralSystemChargePoint(_LibChargePoint):  # type: ignore[misc]
-    """The central-system side of one charger connection: answers CP->CS 1.6 messages."""
+class _CsmsChargePoint(_LibChargePointBase):  # type: ignore[misc]
+    """The CSMS side of one charger connection, for any OCPP version.
+
+    Records the CSMS's answers once sent, reports its own CALLs to the `on_message` hook and
+    answers the CP->CSMS messages that 1.6 and 2.0.1 share. A version's subclass lists this
+    class first and the library's ``ocpp.v16`` / ``ocpp.v201`` ChargePoint second, sets
+    `_results` to that version's ``call_result`` module and adds its own handlers.
+    """
+
+    _results: ClassVar[ModuleType]
 
     def __init__(
         self, cp_id: str, ws: ServerConnection, emulator: CsmsEmulator, session: _Session
@@ -268,18 +277,54 @@ class _CentralSystemChargePoint(_LibChargePoint):  # type: ignore[misc]
         received = self._session.unanswered.get(unique_id)
         return dict(received.payload) if received is not None else {}
 
-    # OCPP 1.6 4.2: answer with the scripted registration status and heartbeat interval.
-    @on(Action.boot_notification)  # type: ignore[untyped-decorator]
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        return call_result.BootNotification(
+    # 1.6 4.2 / 2.0.1 B01-B03: the scripted registration status and heartbeat interval.
+    @on("BootNotification")  # type: ignore[untyped-decorator]
+    def on_boot_notification(self, **_: Any) -> Any:
+        return self._results.BootNotification(
             current_time=_utc_now_iso(),
             interval=self._emulator.heartbeat_interval_s,
             status=self._emulator.boot_status,
         )
 
-    @on(Action.heartbeat)  # type: ignore[untyped-decorator]
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=_utc_now_iso())
+    @on("Heartbeat")  # type: ignore[untyped-decorator]
+    def on_heartbeat(self, **_: Any) -> Any:
+        return self._results.Heartbeat(current_time=_utc_now_iso())
+
+    @on("DataTransfer")  # type: ignore[untyped-decorator]
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
+        status = "Accepted" if vendor_id == ACCEPTED_VENDOR_ID else "UnknownVendorId"
+        return self._results.DataTransfer(status=status)
+
+    @on("SignCertificate")  # type: ignore[untyped-decorator]
+    def on_sign_certificate(self, **_: Any) -> Any:
+        return self._results.SignCertificate(status="Accepted")
+
+    # Plain acknowledgements: the response has no required field.
+    @on("StatusNotification")  # type: ignore[untyped-decorator]
+    def on_status_notification(self, **_: Any) -> Any:
+        return self._results.StatusNotification()
+
+    @on("MeterValues")  # type: ignore[untyped-decorator]
+    def on_meter_values(self, **_: Any) -> Any:
+        return self._results.MeterValues()
+
+    @on("FirmwareStatusNotification")  # type: ignore[untyped-decorator]
+    def on_firmware_status_notification(self, **_: Any) -> Any:
+        return self._results.FirmwareStatusNotification()
+
+    @on("SecurityEventNotification")  # type: ignore[untyped-decorator]
+    def on_security_event_notification(self, **_: Any) -> Any:
+        return self._results.SecurityEventNotification()
+
+    @on("LogStatusNotification")  # type: ignore[untyped-decorator]
+    def on_log_status_notification(self, **_: Any) -> Any:
+        return self._results.LogStatusNotification()
+
+
+class _CentralSystemChargePoint(_CsmsChargePoint, _LibChargePoint):  # type: ignore[misc]
+    """The central-system side of one 1.6 charger connection: answers CP->CS 1.6 messages."""
+
+    _results = call_result
 
     @on(Action.authorize)  # type: ignore[untyped-decorator]
     def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
@@ -305,47 +350,18 @@ class _CentralSystemChargePoint(_LibChargePoint):  # type: ignore[misc]
         )
         return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
 
-    @on(Action.data_transfer)  # type: ignore[untyped-decorator]
-    def on_data_transfer(self, vendor_id: str, **_: Any) -> call_result.DataTransfer:
-        status = "Accepted" if vendor_id == ACCEPTED_VENDOR_ID else "UnknownVendorId"
-        return call_result.DataTransfer(status=status)
-
-    @on(Action.status_notification)  # type: ignore[untyped-decorator]
-    def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
-        return call_result.StatusNotification()
-
-    @on(Action.meter_values)  # type: ignore[untyped-decorator]
-    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
-        return call_result.MeterValues()
-
-    @on(Action.firmware_status_notification)  # type: ignore[untyped-decorator]
-    def on_firmware_status_notification(self, **_: Any) -> call_result.FirmwareStatusNotification:
-        return call_result.FirmwareStatusNotification()
-
     @on(Action.diagnostics_status_notification)  # type: ignore[untyped-decorator]
     def on_diagnostics_status_notification(
         self, **_: Any
     ) -> call_result.DiagnosticsStatusNotification:
         return call_result.DiagnosticsStatusNotification()
 
-    # Security whitepaper (1.6 edition 3) CP->CS messages: plain acknowledgements.
-    @on(Action.security_event_notification)  # type: ignore[untyped-decorator]
-    def on_security_event_notification(self, **_: Any) -> call_result.SecurityEventNotification:
-        return call_result.SecurityEventNotification()
-
+    # Security whitepaper (1.6 edition 3): the signed firmware status, acknowledged.
     @on(Action.signed_firmware_status_notification)  # type: ignore[untyped-decorator]
     def on_signed_firmware_status_notification(
         self, **_: Any
     ) -> call_result.SignedFirmwareStatusNotification:
         return call_result.SignedFirmwareStatusNotification()
-
-    @on(Action.log_status_notification)  # type: ignore[untyped-decorator]
-    def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:
-        return call_result.LogStatusNotification()
-
-    @on(Action.sign_certificate)  # type: ignore[untyped-decorator]
-    def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
-        return call_result.SignCertificate(status="Accepted")
 
 
 class CsmsEmulator:
@@ -369,6 +385,9 @@ class CsmsEmulator:
         rejected_handshakes: ``(charger id, HTTP status)`` of every refused handshake.
         port: TCP port; the ephemeral port actually bound once started.
     """
+
+    _TASK_PREFIX: ClassVar[str] = "csms"
+    _UNSERVED_REASON: ClassVar[str] = "only ocpp1.6 is emulated"
 
     def __init__(
         self,
@@ -763,19 +782,30 @@ class CsmsEmulator:
             response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
 
+    def _open_session(self, cp_id: str, ws: ServerConnection) -> _Session | None:
+        """Return the session for a new connection, or None if its subprotocol is not served.
+
+        The version hook of `_serve_connection`: this 1.6 emulator serves ``ocpp1.6`` only.
+        """
+        if ws.subprotocol != OCPP16_SUBPROTOCOL:
+            return None
+        return _Session(self, cp_id, ws)
+
     async def _serve_connection(self, ws: ServerConnection) -> None:
         """Connection handler: read frames until the socket closes, then clean up."""
         cp_id = _charge_point_id(ws.request.path if ws.request is not None else "")
-        if ws.subprotocol != OCPP16_SUBPROTOCOL:
-            await ws.close(code=1002, reason="only ocpp1.6 is emulated")
+        session = self._open_session(cp_id, ws)
+        if session is None:
+            await ws.close(code=1002, reason=self._UNSERVED_REASON)
             return
-        session = _Session(self, cp_id, ws)
         async with self._changed:
             self._sessions[cp_id] = session
             self._all_sessions.add(session)
             self.connections[cp_id] += 1
             self._changed.notify_all()
-        dispatcher = asyncio.create_task(self._dispatch_calls(session), name=f"csms-{cp_id}")
+        dispatcher = asyncio.create_task(
+            self._dispatch_calls(session), name=f"{self._TASK_PREFIX}-{cp_id}"
+        )
         try:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode(errors="replace")
@@ -914,10 +944,9 @@ def _print_message(direction: str, cp_id: str, action: str, payload: dict[str, A
     print(f"{stamp} {cp_id} {direction} {action} {json.dumps(payload)}", flush=True)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m hil.csms", description="OCPP 1.6J CSMS emulator; prints every message."
-    )
+def standalone_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Return the command line parser both standalone emulators share (a version adds to it)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=9000, help="TCP port (0: ephemeral)")
     parser.add_argument("--heartbeat-interval-s", type=int, default=300)
@@ -927,28 +956,44 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--basic-auth-password", default=None, help="require HTTP Basic auth (id, password)"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-async def main(argv: Sequence[str] | None = None) -> None:
-    """Run a standalone emulator until SIGINT/SIGTERM, printing every message to stdout."""
-    args = _parse_args(argv)
+async def serve_until_signalled(
+    emulator_class: Callable[..., CsmsEmulator], args: argparse.Namespace, **options: Any
+) -> None:
+    """Run an emulator until SIGINT/SIGTERM, printing every message to stdout.
+
+    Args:
+        emulator_class: `CsmsEmulator` or a subclass.
+        args: Parsed `standalone_parser` options (host, port, heartbeat, boot status, auth).
+        **options: More keyword arguments for ``emulator_class``.
+    """
     logging.basicConfig(level=logging.WARNING)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
-    emulator = CsmsEmulator(
+    emulator = emulator_class(
         host=args.host,
         port=args.port,
         heartbeat_interval_s=args.heartbeat_interval_s,
         boot_status=args.boot_status,
         basic_auth_password=args.basic_auth_password,
         on_message=_print_message,
+        **options,
     )
     async with emulator:
         print(f"CSMS emulator listening on {emulator.url}/<charge point id>", flush=True)
         await stop_requested.wait()
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    """Run a standalone emulator until SIGINT/SIGTERM, printing every message to stdout."""
+    parser = standalone_parser(
+        "python -m hil.csms", "OCPP 1.6J CSMS emulator; prints every message."
+    )
+    await serve_until_signalled(CsmsEmulator, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -34,11 +34,9 @@ Run standalone (prints every message)::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import re
-import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,25 +45,16 @@ from ocpp.v201 import ChargePoint as _LibChargePoint201
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from hil.csms import (
-    _LIB_RESPONSE_TIMEOUT_S,
-    _MSG_CALL,
-    _MSG_CALL_ERROR,
-    _MSG_CALL_RESULT,
-    ACCEPTED_VENDOR_ID,
-    CSMS_TO_CP,
     OCPP16_SUBPROTOCOL,
     CsmsEmulator,
     OnMessage,
-    _answer_from_frame,
-    _charge_point_id,
-    _parse_frame,
-    _print_message,
+    _CsmsChargePoint,
     _Session,
-    _utc_now_iso,
+    serve_until_signalled,
+    standalone_parser,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,43 +79,18 @@ def _snake(name: str) -> str:
     return _CAMEL_BOUNDARY.sub("_", name).lower()
 
 
-class _CsmsChargePoint201(_LibChargePoint201):  # type: ignore[misc]
+def _check_subprotocols(subprotocols: Sequence[str]) -> None:
+    """Raise ValueError if ``subprotocols`` is empty or names a version not emulated."""
+    unknown = set(subprotocols) - _EMULATED
+    if not subprotocols or unknown:
+        raise ValueError(f"subprotocols must be from {sorted(_EMULATED)}, got {subprotocols}")
+
+
+class _CsmsChargePoint201(_CsmsChargePoint, _LibChargePoint201):  # type: ignore[misc]
     """The CSMS side of one 2.0.1 charger connection: answers every CS->CSMS message."""
 
-    def __init__(
-        self, cp_id: str, ws: ServerConnection, emulator: CsmsEmulator201, session: _Session
-    ) -> None:
-        super().__init__(cp_id, ws, response_timeout=_LIB_RESPONSE_TIMEOUT_S)
-        self._emulator = emulator
-        self._session = session
-
-    async def _send(self, message: str) -> None:
-        """Send a frame, reporting CSMS calls to the hook and recording answers once sent."""
-        frame = _parse_frame(message)
-        if frame is not None and frame[0] == _MSG_CALL and len(frame) > 3:
-            self._emulator._notify_hook(CSMS_TO_CP, self.id, str(frame[2]), frame[3])
-        await super()._send(message)
-        if frame is not None and frame[0] in (_MSG_CALL_RESULT, _MSG_CALL_ERROR):
-            received = self._session.unanswered.pop(frame[1], None)
-            if received is not None:
-                await self._emulator._record_answer(received, _answer_from_frame(frame))
-
-    def _wire_payload(self, unique_id: str) -> dict[str, Any]:
-        received = self._session.unanswered.get(unique_id)
-        return dict(received.payload) if received is not None else {}
-
-    # B01-B03: the scripted registration status and heartbeat interval.
-    @on(Action.boot_notification)  # type: ignore[untyped-decorator]
-    def on_boot_notification(self, **_: Any) -> call_result.BootNotification:
-        return call_result.BootNotification(
-            current_time=_utc_now_iso(),
-            interval=self._emulator.heartbeat_interval_s,
-            status=self._emulator.boot_status,
-        )
-
-    @on(Action.heartbeat)  # type: ignore[untyped-decorator]
-    def on_heartbeat(self, **_: Any) -> call_result.Heartbeat:
-        return call_result.Heartbeat(current_time=_utc_now_iso())
+    _results = call_result
+    _emulator: CsmsEmulator201
 
     @on(Action.authorize)  # type: ignore[untyped-decorator]
     def on_authorize(self, call_unique_id: str, **_: Any) -> call_result.Authorize:
@@ -140,24 +104,7 @@ class _CsmsChargePoint201(_LibChargePoint201):  # type: ignore[misc]
         fields = self._emulator._transaction_event(self.id, self._wire_payload(call_unique_id))
         return call_result.TransactionEvent(**fields)
 
-    @on(Action.data_transfer)  # type: ignore[untyped-decorator]
-    def on_data_transfer(self, vendor_id: str, **_: Any) -> call_result.DataTransfer:
-        status = "Accepted" if vendor_id == ACCEPTED_VENDOR_ID else "UnknownVendorId"
-        return call_result.DataTransfer(status=status)
-
-    @on(Action.sign_certificate)  # type: ignore[untyped-decorator]
-    def on_sign_certificate(self, **_: Any) -> call_result.SignCertificate:
-        return call_result.SignCertificate(status="Accepted")
-
     # Plain acknowledgements: the response has no required field.
-    @on(Action.status_notification)  # type: ignore[untyped-decorator]
-    def on_status_notification(self, **_: Any) -> call_result.StatusNotification:
-        return call_result.StatusNotification()
-
-    @on(Action.meter_values)  # type: ignore[untyped-decorator]
-    def on_meter_values(self, **_: Any) -> call_result.MeterValues:
-        return call_result.MeterValues()
-
     @on(Action.notify_report)  # type: ignore[untyped-decorator]
     def on_notify_report(self, **_: Any) -> call_result.NotifyReport:
         return call_result.NotifyReport()
@@ -169,18 +116,6 @@ class _CsmsChargePoint201(_LibChargePoint201):  # type: ignore[misc]
     @on(Action.notify_monitoring_report)  # type: ignore[untyped-decorator]
     def on_notify_monitoring_report(self, **_: Any) -> call_result.NotifyMonitoringReport:
         return call_result.NotifyMonitoringReport()
-
-    @on(Action.security_event_notification)  # type: ignore[untyped-decorator]
-    def on_security_event_notification(self, **_: Any) -> call_result.SecurityEventNotification:
-        return call_result.SecurityEventNotification()
-
-    @on(Action.firmware_status_notification)  # type: ignore[untyped-decorator]
-    def on_firmware_status_notification(self, **_: Any) -> call_result.FirmwareStatusNotification:
-        return call_result.FirmwareStatusNotification()
-
-    @on(Action.log_status_notification)  # type: ignore[untyped-decorator]
-    def on_log_status_notification(self, **_: Any) -> call_result.LogStatusNotification:
-        return call_result.LogStatusNotification()
 
     @on(Action.report_charging_profiles)  # type: ignore[untyped-decorator]
     def on_report_charging_profiles(self, **_: Any) -> call_result.ReportChargingProfiles:
@@ -224,6 +159,9 @@ class CsmsEmulator201(CsmsEmulator):
         transaction_event_answer: Optional `TransactionEventAnswer` hook. Mutable.
     """
 
+    _TASK_PREFIX = "csms201"
+    _UNSERVED_REASON = "unsupported subprotocol"
+
     # Keys: 2.0.1 transactionId strings (and 1.6 integer ids of 1.6 chargers).
     transactions: dict[Any, dict[str, Any]]
 
@@ -257,9 +195,7 @@ class CsmsEmulator201(CsmsEmulator):
         Raises:
             ValueError: ``subprotocols`` is empty or names a version not emulated.
         """
-        unknown = set(subprotocols) - _EMULATED
-        if not subprotocols or unknown:
-            raise ValueError(f"subprotocols must be from {sorted(_EMULATED)}, got {subprotocols}")
+        _check_subprotocols(subprotocols)
         super().__init__(
             host=host,
             port=port,
@@ -284,9 +220,7 @@ class CsmsEmulator201(CsmsEmulator):
         Raises:
             ValueError: ``subprotocols`` is empty or names a version not emulated.
         """
-        unknown = set(subprotocols) - _EMULATED
-        if not subprotocols or unknown:
-            raise ValueError(f"subprotocols must be from {sorted(_EMULATED)}, got {subprotocols}")
+        _check_subprotocols(subprotocols)
         # in place: the listening server holds this very list
         self._subprotocols[:] = [Subprotocol(p) for p in subprotocols]
 
@@ -336,39 +270,17 @@ class CsmsEmulator201(CsmsEmulator):
 
     # --------------------------------------------------------------- internals
 
-    async def _serve_connection(self, ws: ServerConnection) -> None:
-        """Connection handler: pick the version's session, read frames, clean up."""
-        cp_id = _charge_point_id(ws.request.path if ws.request is not None else "")
+    def _open_session(self, cp_id: str, ws: ServerConnection) -> _Session | None:
+        """Pick the version's session for a new connection and record what it negotiated."""
         session: _Session
         if ws.subprotocol == OCPP201_SUBPROTOCOL:
             session = _Session201(self, cp_id, ws)
         elif ws.subprotocol == OCPP16_SUBPROTOCOL:
             session = _Session(self, cp_id, ws)
         else:  # pragma: no cover - the handshake only selects served subprotocols
-            await ws.close(code=1002, reason="unsupported subprotocol")
-            return
-        async with self._changed:
-            self.negotiated[cp_id] = ws.subprotocol
-            self._sessions[cp_id] = session
-            self._all_sessions.add(session)
-            self.connections[cp_id] += 1
-            self._changed.notify_all()
-        dispatcher = asyncio.create_task(self._dispatch_calls(session), name=f"csms201-{cp_id}")
-        try:
-            async for message in ws:
-                text = message if isinstance(message, str) else message.decode(errors="replace")
-                await self._on_frame(session, text)
-        except ConnectionClosed:
-            pass
-        finally:
-            dispatcher.cancel()
-            await asyncio.wait({dispatcher})
-            async with self._changed:
-                if self._sessions.get(cp_id) is session:
-                    del self._sessions[cp_id]
-                self._all_sessions.discard(session)
-                session.closed.set_result(None)
-                self._changed.notify_all()
+            return None
+        self.negotiated[cp_id] = ws.subprotocol
+        return session
 
     def _id_token_info(self, id_token: str) -> dict[str, str]:
         return {"status": self._authorize_status.get(id_token, "Accepted")}
@@ -397,48 +309,19 @@ class CsmsEmulator201(CsmsEmulator):
 # ----------------------------------------------------------------- standalone
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m hil.csms201",
-        description="OCPP 2.0.1 CSMS emulator (serves 1.6 too); prints every message.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--port", type=int, default=9000, help="TCP port (0: ephemeral)")
-    parser.add_argument("--heartbeat-interval-s", type=int, default=300)
-    parser.add_argument(
-        "--boot-status", default="Accepted", choices=["Accepted", "Pending", "Rejected"]
-    )
-    parser.add_argument(
-        "--basic-auth-password", default=None, help="require HTTP Basic auth (id, password)"
+async def main(argv: Sequence[str] | None = None) -> None:
+    """Run a standalone emulator until SIGINT/SIGTERM, printing every message to stdout."""
+    parser = standalone_parser(
+        "python -m hil.csms201", "OCPP 2.0.1 CSMS emulator (serves 1.6 too); prints every message."
     )
     parser.add_argument(
         "--prefer-ocpp16",
         action="store_true",
         help="a client offering ocpp2.0.1 and ocpp1.6 gets 1.6 (default: 2.0.1)",
     )
-    return parser.parse_args(argv)
-
-
-async def main(argv: Sequence[str] | None = None) -> None:
-    """Run a standalone emulator until SIGINT/SIGTERM, printing every message to stdout."""
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_requested.set)
-    emulator = CsmsEmulator201(
-        host=args.host,
-        port=args.port,
-        heartbeat_interval_s=args.heartbeat_interval_s,
-        boot_status=args.boot_status,
-        basic_auth_password=args.basic_auth_password,
-        subprotocols=PREFER_OCPP16 if args.prefer_ocpp16 else PREFER_OCPP201,
-        on_message=_print_message,
-    )
-    async with emulator:
-        print(f"CSMS emulator listening on {emulator.url}/<charge point id>", flush=True)
-        await stop_requested.wait()
+    args = parser.parse_args(argv)
+    subprotocols = PREFER_OCPP16 if args.prefer_ocpp16 else PREFER_OCPP201
+    await serve_until_signalled(CsmsEmulator201, args, subprotocols=subprotocols)
 
 
 if __name__ == "__main__":

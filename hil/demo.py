@@ -15,9 +15,10 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ocpp.v16 import call
 
@@ -26,14 +27,15 @@ from agent.config import parse_config, sim_defaults
 from agent.events import ConnectorStatus, EvseStatusChanged
 from hil.csms import CP_TO_CSMS, CSMS_TO_CP, CsmsEmulator, ReceivedCall
 
-RETRIEVE_SLACK = timedelta(minutes=1)
-"""A retrieve time this far back is due at once: the agent's clock, set from the
-CSMS's, may run a little behind this process's."""
-
 CHARGE_POINT_ID = "DEMO-CP-1"
 TOKEN = "DEMO-TOKEN-1"
 METER_VALUES_TO_WATCH = 4
 STEP_TIMEOUT_S = 20.0
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+
+CsmsT = TypeVar("CsmsT", bound=CsmsEmulator)
+Describe = Callable[[str, dict[str, Any]], str | None]
+"""``(action, camelCase payload) -> timeline line`` for a CALL the CSMS received."""
 
 
 class Timeline:
@@ -86,38 +88,73 @@ def _describe(action: str, payload: dict[str, Any]) -> str | None:
     return action
 
 
-async def run_demo(*, quiet: bool = False) -> int:
-    """Run the scripted session; returns the process exit code."""
+def _sampled_ocpp_settings() -> dict[str, Any]:
+    """The demo's ``[ocpp]`` settings: 1 s samples of energy, power and current."""
+    return {
+        "meter_value_sample_interval_s": 1,
+        "meter_values_sampled_data": [
+            ENERGY_REGISTER,
+            "Power.Active.Import",
+            "Current.Import",
+        ],
+        "stop_txn_sampled_data": [ENERGY_REGISTER],
+    }
+
+
+async def run_scripted_session(
+    make_csms: Callable[..., CsmsT],
+    describe: Describe,
+    script: Callable[[App, CsmsT, Timeline], Awaitable[int]],
+    *,
+    ocpp_version: str,
+    quiet: bool,
+) -> int:
+    """Run a demo session of either OCPP version; returns the script's exit code.
+
+    Starts the CSMS emulator on loopback (timeline lines for every message: the
+    charger's CALLs through ``describe``, the rest as they are), the agent on simulated
+    hardware in a temporary data directory with `_sampled_ocpp_settings`, runs
+    ``script`` and stops the agent whatever happens.
+
+    Args:
+        make_csms: The emulator class (`CsmsEmulator` or `CsmsEmulator201`).
+        describe: One timeline line per CALL the CSMS received (None: no line).
+        script: The session, given the running ``App``, the emulator and the timeline.
+        ocpp_version: ``csms.ocpp_version`` of the agent (``"1.6"`` or ``"2.0.1"``).
+        quiet: Print no timeline (the summary is printed anyway).
+    """
     logging.basicConfig(level=logging.ERROR)
     timeline = Timeline(quiet)
 
     def on_message(direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
+        del cp_id
         if direction == CP_TO_CSMS:
-            line = _describe(action, payload)
+            line = describe(action, payload)
             if line:
                 timeline.say("charger>", line)
         else:
             timeline.say("csms>", f"{action} {payload}")
 
-    with tempfile.TemporaryDirectory(prefix="evse-agent-demo-") as tmp:
-        async with CsmsEmulator(heartbeat_interval_s=300, on_message=on_message) as csms:
+    prefix = f"evse-agent-demo{ocpp_version.replace('.', '')}-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        async with make_csms(heartbeat_interval_s=300, on_message=on_message) as csms:
             data = sim_defaults(Path(tmp), csms.url, CHARGE_POINT_ID)
-            data["ocpp"] = {
-                "meter_value_sample_interval_s": 1,
-                "meter_values_sampled_data": [
-                    "Energy.Active.Import.Register",
-                    "Power.Active.Import",
-                    "Current.Import",
-                ],
-                "stop_txn_sampled_data": ["Energy.Active.Import.Register"],
-            }
+            data["csms"]["ocpp_version"] = ocpp_version
+            data["ocpp"] = _sampled_ocpp_settings()
             app = App(parse_config(data))
             runner = asyncio.create_task(app.run())
             try:
-                return await _script(app, csms, timeline)
+                return await script(app, csms, timeline)
             finally:
                 app.stop()
                 await runner
+
+
+async def run_demo(*, quiet: bool = False) -> int:
+    """Run the scripted session; returns the process exit code."""
+    return await run_scripted_session(
+        CsmsEmulator, _describe, _script, ocpp_version="1.6", quiet=quiet
+    )
 
 
 async def _script(app: App, csms: CsmsEmulator, timeline: Timeline) -> int:
@@ -298,7 +335,8 @@ async def run_firmware_demo(*, quiet: bool = False) -> int:
     re-executes itself), confirms the new slot and reports Installed. Exits 0 when the
     CSMS saw the whole sequence with one requestId and the new firmwareVersion.
     """
-    from hil.fw_pki import FileServer, make_pki, make_release_tarball
+    from hil.fw_pki import FileServer, make_release_tarball
+    from hil.fw_release import signed_firmware, station_pki
 
     logging.basicConfig(level=logging.ERROR)
     timeline = Timeline(quiet)
@@ -317,9 +355,8 @@ async def run_firmware_demo(*, quiet: bool = False) -> int:
 
     with tempfile.TemporaryDirectory(prefix="evse-agent-fw-demo-") as tmp:
         root = Path(tmp)
-        pki = make_pki(root, "ec-p256")
         data_dir = root / "agent"
-        pki.install_root(data_dir / "certs")
+        pki = station_pki(root, data_dir)
         image = make_release_tarball(root / "www" / "release.tar.gz", FIRMWARE_VERSION, 0)
         async with CsmsEmulator(heartbeat_interval_s=300, on_message=on_message) as csms:
             data = sim_defaults(data_dir, csms.url, CHARGE_POINT_ID)
@@ -329,12 +366,9 @@ async def run_firmware_demo(*, quiet: bool = False) -> int:
                 try:
                     await csms.wait_for("StatusNotification", timeout_s=STEP_TIMEOUT_S)
                     timeline.say("demo", f"serving {image.name} at {server.url(image.name)}")
-                    firmware = {
-                        "location": server.url(image.name),
-                        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
-                        "signing_certificate": pki.signing_cert_pem,
-                        "signature": pki.sign(image),
-                    }
+                    firmware = signed_firmware(
+                        server.url(image.name), pki.signing_cert_pem, pki.sign(image)
+                    )
                     answer = await csms.call(
                         CHARGE_POINT_ID,
                         call.SignedUpdateFirmware(

@@ -11,23 +11,26 @@ timeline and a summary; exits 0 when the CSMS saw the whole story.
 from __future__ import annotations
 
 import asyncio
-import logging
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from ocpp.v201 import call
 
 from agent.app import App
-from agent.config import parse_config, sim_defaults
-from hil.csms import CP_TO_CSMS, ReceivedCall
+from hil.csms import ReceivedCall
 from hil.csms201 import CsmsEmulator201
-from hil.demo import CHARGE_POINT_ID, METER_VALUES_TO_WATCH, STEP_TIMEOUT_S, TOKEN, Timeline
+from hil.demo import (
+    CHARGE_POINT_ID,
+    ENERGY_REGISTER,
+    METER_VALUES_TO_WATCH,
+    STEP_TIMEOUT_S,
+    TOKEN,
+    Timeline,
+    run_scripted_session,
+)
 
 REMOTE_START_ID = 1
-ENERGY_REGISTER = "Energy.Active.Import.Register"
 
 
 def describe201(action: str, payload: dict[str, Any]) -> str | None:
@@ -73,38 +76,9 @@ def energy_register_wh(event: dict[str, Any]) -> float | None:
 
 async def run_demo201(*, quiet: bool = False) -> int:
     """Run the scripted 2.0.1 session; returns the process exit code."""
-    logging.basicConfig(level=logging.ERROR)
-    timeline = Timeline(quiet)
-
-    def on_message(direction: str, cp_id: str, action: str, payload: dict[str, Any]) -> None:
-        del cp_id
-        if direction == CP_TO_CSMS:
-            line = describe201(action, payload)
-            if line:
-                timeline.say("charger>", line)
-        else:
-            timeline.say("csms>", f"{action} {payload}")
-
-    with tempfile.TemporaryDirectory(prefix="evse-agent-demo201-") as tmp:
-        async with CsmsEmulator201(heartbeat_interval_s=300, on_message=on_message) as csms:
-            data = sim_defaults(Path(tmp), csms.url, CHARGE_POINT_ID)
-            data["csms"]["ocpp_version"] = "2.0.1"
-            data["ocpp"] = {
-                "meter_value_sample_interval_s": 1,
-                "meter_values_sampled_data": [
-                    ENERGY_REGISTER,
-                    "Power.Active.Import",
-                    "Current.Import",
-                ],
-                "stop_txn_sampled_data": [ENERGY_REGISTER],
-            }
-            app = App(parse_config(data))
-            runner = asyncio.create_task(app.run())
-            try:
-                return await _script(app, csms, timeline)
-            finally:
-                app.stop()
-                await runner
+    return await run_scripted_session(
+        CsmsEmulator201, describe201, _script, ocpp_version="2.0.1", quiet=quiet
+    )
 
 
 async def _until_status(csms: CsmsEmulator201, status: str, count: int = 1) -> None:

@@ -10,90 +10,48 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from ocpp.v16 import call
 
-import agent
 from agent.app import ExitReason
 from firmware_update.download import download
 from firmware_update.slots import DirSlots
 from hil.csms import CsmsEmulator, ReceivedCall
-from hil.fw_pki import FileServer, FtpServer, Pki, make_pki, make_release_tarball
-from tests.conftest import GUARD_S, StartApp, registered
+from hil.fw_pki import FtpServer, make_release_tarball
+from hil.fw_release import retrieve_due_now, signed_firmware
+from tests.conftest import GUARD_S, RunningApp, StartApp, registered
+from tests.firmware.release import (
+    HAPPY_SEQUENCE,
+    OLD_VERSION,
+    ReleaseSite,
+    firmware_statuses,
+    site,
+    wait_firmware_status,
+)
 
-RETRIEVE_SLACK = timedelta(minutes=1)
-"""A retrieve time this far back is due at once: the agent's clock, set from the
-CSMS's, may run a little behind the test's."""
-
-# ------------------------------------------------------------------ the tests
+__all__ = ["site"]  # the fixture, imported
 
 CP = "FW-CP"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OLD_VERSION = agent.__version__
 REQUEST_ID = 7
-HAPPY_SEQUENCE = [
-    "Downloading",
-    "Downloaded",
-    "SignatureVerified",
-    "Installing",
-    "InstallRebooting",
-    "Installed",
-]
 
 
 def _statuses(csms: CsmsEmulator, request_id: int = REQUEST_ID) -> list[str]:
-    calls = csms.calls("SignedFirmwareStatusNotification", CP)
-    assert all(c.payload["requestId"] == request_id for c in calls), calls
-    return [c.payload["status"] for c in calls]
+    return firmware_statuses(csms, "SignedFirmwareStatusNotification", CP, request_id)
 
 
 def _security_events(csms: CsmsEmulator) -> list[str]:
     return [c.payload["type"] for c in csms.calls("SecurityEventNotification", CP)]
 
 
-def _firmware(location: str, cert_pem: str, signature: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "location": location,
-        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
-        "signing_certificate": cert_pem,
-        "signature": signature,
-        **extra,
-    }
+async def _start(csms: CsmsEmulator, start_app: StartApp, site: ReleaseSite) -> RunningApp:
+    return await start_app(csms, data_dir=site.data_dir, charge_point_id=CP)
 
 
 async def _status(csms: CsmsEmulator, status: str, count: int = 1) -> ReceivedCall:
-    return await csms.wait_for(
-        "SignedFirmwareStatusNotification",
-        predicate=lambda c: c.payload["status"] == status,
-        count=count,
-        cp_id=CP,
-        timeout_s=GUARD_S,
-    )
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return make_pki(tmp_path, "ec-p256")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, pki: Pki) -> Path:
-    directory = tmp_path / "agent"
-    pki.install_root(directory / "certs")  # the vendor's pre-installed root
-    return directory
-
-
-@pytest.fixture
-def www(tmp_path: Path) -> Iterator[tuple[Path, str, FileServer]]:
-    root = tmp_path / "www"
-    root.mkdir()
-    with FileServer(root) as server:
-        yield root, server.url("").rstrip("/"), server
+    return await wait_firmware_status(csms, "SignedFirmwareStatusNotification", status, CP, count)
 
 
 async def _update(
@@ -118,17 +76,14 @@ async def _update(
 async def test_signed_update_installs_reboots_and_confirms(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "release-2.0.0.tar.gz", "2.0.0", health_check_exit_code=0)
-    first = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    image = site.release("release-2.0.0.tar.gz", "2.0.0", health_check_exit_code=0)
+    first = await _start(csms, start_app, site)
     boot1 = await registered(csms)
     assert boot1.payload["firmwareVersion"] == OLD_VERSION
 
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image))
+    firmware = site.firmware(image)
     assert await _update(csms, firmware) == "Accepted"
     # L01.FR.06/07: the idle connector is made Unavailable before installing
     await csms.wait_for(
@@ -140,7 +95,7 @@ async def test_signed_update_installs_reboots_and_confirms(
     await _status(csms, "InstallRebooting")
     assert await first.exited() == ExitReason.RESET  # the dir backend restarts the agent
 
-    await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    await _start(csms, start_app, site)
     boot2 = await registered(csms, after_seq=boot1.seq)
     assert boot2.payload["firmwareVersion"] == "2.0.0"
     installed = await _status(csms, "Installed")
@@ -149,7 +104,7 @@ async def test_signed_update_installs_reboots_and_confirms(
     updated = csms.calls("SecurityEventNotification", CP)
     assert [e.payload["type"] for e in updated] == ["FirmwareUpdated"]
     assert boot2.seq < updated[0].seq < installed.seq
-    slots = DirSlots(data_dir / "slots", default_version=OLD_VERSION)
+    slots = DirSlots(site.data_dir / "slots", default_version=OLD_VERSION)
     assert slots.booted_version() == "2.0.0" and not slots.is_trial()
     # after the confirmation the connector is available again (the hold ended with the boot)
     await csms.wait_for(
@@ -167,71 +122,60 @@ async def test_signed_update_installs_reboots_and_confirms(
 async def test_failed_health_check_rolls_back_to_the_old_version(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "bad.tar.gz", "3.0.0-bad", health_check_exit_code=1)
-    first = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    image = site.release("bad.tar.gz", "3.0.0-bad", health_check_exit_code=1)
+    first = await _start(csms, start_app, site)
     boot1 = await registered(csms)
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image, "pkcs1"))
+    firmware = site.firmware(image, site.pki.sign(image, "pkcs1"))
     assert await _update(csms, firmware) == "Accepted"
     assert await first.exited() == ExitReason.RESET
 
-    trial = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    trial = await _start(csms, start_app, site)
     boot2 = await registered(csms, after_seq=boot1.seq)
     assert boot2.payload["firmwareVersion"] == "3.0.0-bad"
     assert await trial.exited() == ExitReason.RESET  # health check failed: revert
 
-    await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    await _start(csms, start_app, site)
     boot3 = await registered(csms, after_seq=boot2.seq)
     assert boot3.payload["firmwareVersion"] == OLD_VERSION
     failed = await _status(csms, "InstallVerificationFailed")
     assert failed.seq > boot3.seq  # reported from the old version
     assert _statuses(csms) == [*HAPPY_SEQUENCE[:-1], "InstallVerificationFailed"]
     assert "FirmwareUpdated" not in _security_events(csms)
-    slots = DirSlots(data_dir / "slots", default_version=OLD_VERSION)
+    slots = DirSlots(site.data_dir / "slots", default_version=OLD_VERSION)
     assert slots.booted_version() == OLD_VERSION
 
 
 async def test_tampered_image_is_not_installed(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "release.tar.gz", "2.0.0")
-    signature = pki.sign(image)
-    with image.open("ab") as f:
-        f.write(b"\0tampered")
-    running = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    image, signature = site.tampered_release("release.tar.gz", "2.0.0")
+    running = await _start(csms, start_app, site)
     await registered(csms)
-    assert await _update(csms, _firmware(f"{url}/{image.name}", pki.signing_cert_pem, signature))
+    assert await _update(csms, site.firmware(image, signature))
     await _status(csms, "InvalidSignature")
     await csms.wait_for("SecurityEventNotification", cp_id=CP, timeout_s=GUARD_S)
     assert _statuses(csms) == ["Downloading", "Downloaded", "InvalidSignature"]
     assert _security_events(csms) == ["InvalidFirmwareSignature"]
     assert not running.task.done()  # no reboot
-    slots = DirSlots(data_dir / "slots", default_version=OLD_VERSION)
+    slots = DirSlots(site.data_dir / "slots", default_version=OLD_VERSION)
     assert slots.slot_version("A") is None and slots.slot_version("B") is None
-    assert not (data_dir / "firmware").exists()  # the download was deleted
+    assert not (site.data_dir / "firmware").exists()  # the download was deleted
 
 
 async def test_certificate_of_another_root_is_refused(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, seen = www
-    image = make_release_tarball(root / "release.tar.gz", "2.0.0")
-    await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    seen = site.server
+    image = site.release("release.tar.gz", "2.0.0")
+    await _start(csms, start_app, site)
     await registered(csms)
-    firmware = _firmware(f"{url}/{image.name}", pki.foreign_cert_pem, pki.sign_foreign(image))
+    firmware = site.foreign_firmware(image)
     assert await _update(csms, firmware) == "InvalidCertificate"
     event = await csms.wait_for("SecurityEventNotification", cp_id=CP, timeout_s=GUARD_S)
     assert event.payload["type"] == "InvalidFirmwareSigningCertificate"
@@ -242,18 +186,14 @@ async def test_certificate_of_another_root_is_refused(
 async def test_download_cut_in_the_middle_is_resumed(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, seen = www
-    image = make_release_tarball(
-        root / "big.tar.gz", "2.1.0", extra_files={"payload.bin": os.urandom(300_000)}
-    )
+    seen = site.server
+    image = site.release("big.tar.gz", "2.1.0", extra_files={"payload.bin": os.urandom(300_000)})
     seen.faults.drop_after_bytes, seen.faults.drops = 100_000, 1
-    first = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    first = await _start(csms, start_app, site)
     await registered(csms)
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image))
+    firmware = site.firmware(image)
     assert await _update(csms, firmware, retries=2, retry_interval=0) == "Accepted"
     await _status(csms, "InstallRebooting")
     assert await first.exited() == ExitReason.RESET
@@ -267,18 +207,15 @@ async def test_download_cut_in_the_middle_is_resumed(
 async def test_full_disk_is_download_failed(
     csms: CsmsEmulator,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "release.tar.gz", "2.0.0")
-    running = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    image = site.release("release.tar.gz", "2.0.0")
+    running = await _start(csms, start_app, site)
     await registered(csms)
     manager = running.app.firmware
     assert manager is not None
     manager.downloader = functools.partial(download, free_bytes=lambda _path: 10)
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image))
+    firmware = site.firmware(image)
     assert await _update(csms, firmware, retries=1, retry_interval=0) == "Accepted"
     await _status(csms, "DownloadFailed")
     assert _statuses(csms) == ["Downloading", "DownloadFailed"]
@@ -328,39 +265,40 @@ async def test_triggered_firmware_status_is_idle_when_nothing_runs(
 
 
 async def test_release_from_an_ftp_server(
-    csms: CsmsEmulator, start_app: StartApp, pki: Pki, data_dir: Path, tmp_path: Path
+    csms: CsmsEmulator, start_app: StartApp, site: ReleaseSite, tmp_path: Path
 ) -> None:
     root = tmp_path / "ftp"
     image = make_release_tarball(root / "release.tar.gz", "2.2.0")
-    first = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    first = await _start(csms, start_app, site)
     await registered(csms)
     with FtpServer(root) as server:
-        firmware = _firmware(server.url(image.name), pki.signing_cert_pem, pki.sign(image))
+        firmware = signed_firmware(
+            server.url(image.name), site.pki.signing_cert_pem, site.pki.sign(image)
+        )
         assert await _update(csms, firmware) == "Accepted"
         await _status(csms, "InstallRebooting")
     assert await first.exited() == ExitReason.RESET
-    assert DirSlots(data_dir / "slots", default_version=OLD_VERSION).booted_version() == "2.2.0"
+    slots = DirSlots(site.data_dir / "slots", default_version=OLD_VERSION)
+    assert slots.booted_version() == "2.2.0"
 
 
 async def test_plain_update_when_the_vendor_allows_unsigned_images(
     csms: CsmsEmulator,
     start_app: StartApp,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "plain.tar.gz", "2.0.1")
-    first = await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    image = site.release("plain.tar.gz", "2.0.1")
+    first = await _start(csms, start_app, site)
     boot1 = await registered(csms)
     assert first.app.adapter is not None
     first.app.adapter.accept_unsigned_updates = True  # [firmware] accept_unsigned_updates
     update = call.UpdateFirmware(
-        location=f"{url}/{image.name}",
-        retrieve_date=(datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
+        location=f"{site.url}/{image.name}",
+        retrieve_date=retrieve_due_now(),
     )
     await csms.call(CP, update)
     assert await first.exited() == ExitReason.RESET
-    await start_app(csms, data_dir=data_dir, charge_point_id=CP)
+    await _start(csms, start_app, site)
     boot2 = await registered(csms, after_seq=boot1.seq)
     assert boot2.payload["firmwareVersion"] == "2.0.1"
     await csms.wait_for(
@@ -375,15 +313,14 @@ async def test_plain_update_when_the_vendor_allows_unsigned_images(
 
 
 async def test_the_real_process_re_executes_into_the_new_slot(
-    csms: CsmsEmulator, pki: Pki, data_dir: Path, www: tuple[Path, str, FileServer]
+    csms: CsmsEmulator, site: ReleaseSite
 ) -> None:
     # `evse-agent run` as in production: the restart is os.execv (same PID), the
     # trial boot is counted by the new process image.
-    root, url, _ = www
-    image = make_release_tarball(root / "release.tar.gz", "4.0.0", health_check_exit_code=0)
+    image = site.release("release.tar.gz", "4.0.0", health_check_exit_code=0)
     repo = REPO_ROOT
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONPATH": str(repo)}
-    log_path = data_dir.parent / "agent.log"
+    log_path = site.data_dir.parent / "agent.log"
     with log_path.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -396,7 +333,7 @@ async def test_the_real_process_re_executes_into_the_new_slot(
             "--id",
             CP,
             "--data-dir",
-            str(data_dir),
+            str(site.data_dir),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
@@ -405,7 +342,7 @@ async def test_the_real_process_re_executes_into_the_new_slot(
         )
     try:
         boot1 = await csms.wait_for("BootNotification", cp_id=CP, timeout_s=GUARD_S)
-        firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image))
+        firmware = site.firmware(image)
         assert await _update(csms, firmware) == "Accepted"
         await _status(csms, "Installed")
         boot2 = await csms.wait_for("BootNotification", count=2, cp_id=CP, timeout_s=GUARD_S)

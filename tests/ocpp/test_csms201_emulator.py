@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
+from hil.bare_cp import receive_loop
 from hil.csms import CP_TO_CSMS, CSMS_FROM_CP, CSMS_TO_CP, CallErrorReply
 from hil.csms201 import PREFER_OCPP16, PREFER_OCPP201, CsmsEmulator201
 
@@ -67,14 +68,8 @@ async def charger(
     async with connect(f"{csms.url}/{cp_id}", subprotocols=subprotocols) as ws:
         assert ws.subprotocol == "ocpp2.0.1"
         cp = BareChargePoint(cp_id, ws)
-        receive_loop = asyncio.create_task(cp.start())
-        try:
+        async with receive_loop(cp):
             yield cp
-        finally:
-            receive_loop.cancel()
-            await asyncio.wait({receive_loop})
-            if not receive_loop.cancelled():
-                receive_loop.exception()  # ConnectionClosed after a server-side close
 
 
 def boot_request() -> call.BootNotification:

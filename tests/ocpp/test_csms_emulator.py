@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
+from hil.bare_cp import receive_loop
 from hil.csms import CP_TO_CSMS, CSMS_FROM_CP, CSMS_TO_CP, CallErrorReply, CsmsEmulator
 
 OCPP16 = [Subprotocol("ocpp1.6")]
@@ -72,14 +73,8 @@ async def charger(
     """Connect a charger and run its receive loop for the duration of the block."""
     async with connect(f"{csms.url}/{cp_id}", subprotocols=OCPP16, **connect_kwargs) as ws:
         cp = cls(cp_id, ws)
-        receive_loop = asyncio.create_task(cp.start())
-        try:
+        async with receive_loop(cp):
             yield cp
-        finally:
-            receive_loop.cancel()
-            await asyncio.wait({receive_loop})
-            if not receive_loop.cancelled():
-                receive_loop.exception()  # ConnectionClosed after a server-side close
 
 
 def boot_request() -> call.BootNotification:

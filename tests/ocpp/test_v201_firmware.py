@@ -5,15 +5,13 @@ new ``App`` on the same data directory)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from ocpp.v201 import call
 
-import agent
 from agent.app import ExitReason
 from agent.ocpp.v201 import firmware as fw201
 from firmware_update.journal import MessageKind, OutboxMessage
@@ -21,24 +19,21 @@ from firmware_update.slots import DirSlots
 from firmware_update.status import FirmwareStatus, LogKind, UploadStatus
 from hil.csms import ReceivedCall
 from hil.csms201 import CsmsEmulator201
-from hil.fw_pki import FileServer, Pki, make_pki, make_release_tarball
+from hil.fw_release import retrieve_due_now
 from tests.conftest import GUARD_S, StartApp
+from tests.firmware.release import (
+    HAPPY_SEQUENCE,
+    OLD_VERSION,
+    ReleaseSite,
+    firmware_statuses,
+    site,
+    wait_firmware_status,
+)
 from tests.ocpp.v201_helpers import CP, V201, registered201, start_registered
 
-RETRIEVE_SLACK = timedelta(minutes=1)
-"""A retrieve time this far back is due at once: the agent's clock, set from the
-CSMS's, may run a little behind the test's."""
+__all__ = ["site"]  # the fixture, imported
 
-OLD_VERSION = agent.__version__
 REQUEST_ID = 42
-HAPPY_SEQUENCE = [
-    "Downloading",
-    "Downloaded",
-    "SignatureVerified",
-    "Installing",
-    "InstallRebooting",
-    "Installed",
-]
 
 # ------------------------------------------------------------ pure projections
 
@@ -183,48 +178,12 @@ async def csms201(make_csms: object) -> AsyncIterator[CsmsEmulator201]:
         yield csms
 
 
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return make_pki(tmp_path, "ec-p256")
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, pki: Pki) -> Path:
-    directory = tmp_path / "agent"
-    pki.install_root(directory / "certs")  # the vendor's pre-installed root
-    return directory
-
-
-@pytest.fixture
-def www(tmp_path: Path) -> Iterator[tuple[Path, str, FileServer]]:
-    root = tmp_path / "www"
-    root.mkdir()
-    with FileServer(root) as server:
-        yield root, server.url("").rstrip("/"), server
-
-
-def _firmware(location: str, cert_pem: str, signature: str) -> dict[str, Any]:
-    return {
-        "location": location,
-        "retrieve_date_time": (datetime.now(UTC) - RETRIEVE_SLACK).isoformat(),
-        "signing_certificate": cert_pem,
-        "signature": signature,
-    }
-
-
 def _statuses(csms: CsmsEmulator201) -> list[str]:
-    calls = csms.calls("FirmwareStatusNotification", CP)
-    assert all(c.payload["requestId"] == REQUEST_ID for c in calls), calls
-    return [c.payload["status"] for c in calls]
+    return firmware_statuses(csms, "FirmwareStatusNotification", CP, REQUEST_ID)
 
 
 async def _status(csms: CsmsEmulator201, status: str) -> ReceivedCall:
-    return await csms.wait_for(
-        "FirmwareStatusNotification",
-        predicate=lambda c: c.payload["status"] == status,
-        cp_id=CP,
-        timeout_s=GUARD_S,
-    )
+    return await wait_firmware_status(csms, "FirmwareStatusNotification", status, CP)
 
 
 async def _update(csms: CsmsEmulator201, firmware: dict[str, Any]) -> str:
@@ -235,17 +194,14 @@ async def _update(csms: CsmsEmulator201, firmware: dict[str, Any]) -> str:
 async def test_update_installs_reboots_and_reports_one_request_id(
     csms201: CsmsEmulator201,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "release-2.0.0.tar.gz", "2.0.0", health_check_exit_code=0)
-    first = await start_app(csms201, csms_options=V201, data_dir=data_dir, charge_point_id=CP)
+    image = site.release("release-2.0.0.tar.gz", "2.0.0", health_check_exit_code=0)
+    first = await start_app(csms201, csms_options=V201, data_dir=site.data_dir, charge_point_id=CP)
     boot1 = await registered201(csms201)
     assert boot1.payload["reason"] == "PowerUp"
 
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, pki.sign(image))
+    firmware = site.firmware(image)
     assert await _update(csms201, firmware) == "Accepted"
     # L01.FR.06/07: the idle EVSE is made Unavailable before installing
     await csms201.wait_for(
@@ -259,7 +215,7 @@ async def test_update_installs_reboots_and_reports_one_request_id(
     await _status(csms201, "InstallRebooting")
     assert await first.exited() == ExitReason.RESET  # the dir backend restarts the agent
 
-    await start_app(csms201, csms_options=V201, data_dir=data_dir, charge_point_id=CP)
+    await start_app(csms201, csms_options=V201, data_dir=site.data_dir, charge_point_id=CP)
     boot2 = await registered201(csms201, after_seq=boot1.seq)
     assert boot2.payload["reason"] == "FirmwareUpdate"
     assert boot2.payload["chargingStation"]["firmwareVersion"] == "2.0.0"
@@ -269,24 +225,18 @@ async def test_update_installs_reboots_and_reports_one_request_id(
     updated = csms201.calls("SecurityEventNotification", CP)
     assert [e.payload["type"] for e in updated] == ["FirmwareUpdated"]
     assert boot2.seq < updated[0].seq < installed.seq
-    slots = DirSlots(data_dir / "slots", default_version=OLD_VERSION)
+    slots = DirSlots(site.data_dir / "slots", default_version=OLD_VERSION)
     assert slots.booted_version() == "2.0.0" and not slots.is_trial()
 
 
 async def test_tampered_image_is_invalid_signature_with_its_security_event(
     csms201: CsmsEmulator201,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, _ = www
-    image = make_release_tarball(root / "release.tar.gz", "2.0.0")
-    signature = pki.sign(image)
-    with image.open("ab") as f:
-        f.write(b"\0tampered")
-    running = await start_registered(csms201, start_app, data_dir=data_dir)
-    firmware = _firmware(f"{url}/{image.name}", pki.signing_cert_pem, signature)
+    image, signature = site.tampered_release("release.tar.gz", "2.0.0")
+    running = await start_registered(csms201, start_app, data_dir=site.data_dir)
+    firmware = site.firmware(image, signature)
     assert await _update(csms201, firmware) == "Accepted"
     await _status(csms201, "InvalidSignature")
     event = await csms201.wait_for("SecurityEventNotification", cp_id=CP, timeout_s=GUARD_S)
@@ -298,14 +248,12 @@ async def test_tampered_image_is_invalid_signature_with_its_security_event(
 async def test_certificate_of_another_root_is_invalid_certificate(
     csms201: CsmsEmulator201,
     start_app: StartApp,
-    pki: Pki,
-    data_dir: Path,
-    www: tuple[Path, str, FileServer],
+    site: ReleaseSite,
 ) -> None:
-    root, url, seen = www
-    image = make_release_tarball(root / "release.tar.gz", "2.0.0")
-    await start_registered(csms201, start_app, data_dir=data_dir)
-    firmware = _firmware(f"{url}/{image.name}", pki.foreign_cert_pem, pki.sign_foreign(image))
+    seen = site.server
+    image = site.release("release.tar.gz", "2.0.0")
+    await start_registered(csms201, start_app, data_dir=site.data_dir)
+    firmware = site.foreign_firmware(image)
     assert await _update(csms201, firmware) == "InvalidCertificate"
     event = await csms201.wait_for("SecurityEventNotification", cp_id=CP, timeout_s=GUARD_S)
     assert event.payload["type"] == "InvalidFirmwareSigningCertificate"
@@ -314,12 +262,12 @@ async def test_certificate_of_another_root_is_invalid_certificate(
 
 
 async def test_unsigned_update_is_rejected(
-    csms201: CsmsEmulator201, start_app: StartApp, www: tuple[Path, str, FileServer]
+    csms201: CsmsEmulator201, start_app: StartApp, site: ReleaseSite
 ) -> None:
-    _, url, seen = www
+    seen = site.server
     await start_registered(csms201, start_app)
-    due = (datetime.now(UTC) - RETRIEVE_SLACK).isoformat()
-    plain = {"location": f"{url}/x.tar.gz", "retrieve_date_time": due}
+    due = retrieve_due_now()
+    plain = {"location": f"{site.url}/x.tar.gz", "retrieve_date_time": due}
     assert await _update(csms201, plain) == "Rejected"
     assert seen.requests == []
 
@@ -336,12 +284,12 @@ async def test_triggered_statuses_are_idle_when_nothing_runs(
 
 
 async def test_get_log_uploads_and_reports_with_its_request_id(
-    csms201: CsmsEmulator201, start_app: StartApp, www: tuple[Path, str, FileServer]
+    csms201: CsmsEmulator201, start_app: StartApp, site: ReleaseSite
 ) -> None:
-    _, url, seen = www
+    seen = site.server
     await start_registered(csms201, start_app)
     get_log = call.GetLog(
-        log={"remote_location": f"{url}/"}, log_type="SecurityLog", request_id=11, retries=0
+        log={"remote_location": f"{site.url}/"}, log_type="SecurityLog", request_id=11, retries=0
     )
     answer = await csms201.call(CP, get_log)
     assert answer.status == "Accepted"

@@ -27,30 +27,30 @@ from tests.powerloss.harness import (
     ConnectionLoss,
     JournalSnapshot,
     kill_agent,
-    kill_schedule,
-    read_journal,
     take_offline,
     wait_journal,
 )
-from tests.versions import VERSIONS, OcppVersion, ocpp_version
+from tests.powerloss.rig import (
+    GUARD_S,
+    boot,
+    charge,
+    csms,
+    kill_at_random_points,
+    last_clean_session,
+    logged_agent,
+    ocpp,
+    restart_offline,
+    wait_drained,
+    wait_start,
+)
+from tests.versions import OcppVersion
+
+__all__ = ["csms", "ocpp"]  # the fixtures, imported
 
 CP_ID = "CP-POWERLOSS-V"
-GUARD_S = 20.0  # a guard against hangs only; every wait is on a condition
 KILLS_BOTH = int(os.environ.get("EVSE_POWERLOSS_KILLS_BOTH", "3"))
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(params=VERSIONS)
-def ocpp(request: pytest.FixtureRequest) -> OcppVersion:
-    return ocpp_version(request.param)
-
-
-@pytest.fixture
-async def csms(ocpp: OcppVersion, make_csms: object) -> AsyncIterator[CsmsEmulator]:
-    del make_csms  # its teardown checks for leftover tasks after this one stopped
-    async with ocpp.make_csms() as emulator:
-        yield emulator
 
 
 @pytest.fixture
@@ -60,18 +60,8 @@ async def agent(
     process = AgentProcess.create(
         tmp_path, csms_url=csms.url, charge_point_id=CP_ID, ocpp_version=ocpp.name
     )
-    try:
+    async with logged_agent(process):
         yield process
-    finally:
-        await process.close()
-        print(f"----- agent log ({process.log_path}) -----\n{process.log_text()}")
-
-
-async def boot(agent: AgentProcess, csms: CsmsEmulator) -> None:
-    boots = len(csms.calls("BootNotification", CP_ID))
-    await agent.start()
-    await csms.wait_for("BootNotification", count=boots + 1, timeout_s=GUARD_S)
-    await agent.wait_control_socket()
 
 
 async def wait_stop(
@@ -85,11 +75,7 @@ async def wait_stop(
         timeout_s=GUARD_S,
     )
     await csms.wait_answer(stop, timeout_s=GUARD_S)
-    await wait_journal(
-        agent.data_dir,
-        lambda j: not j.queue and not j.running,
-        what="an empty queue and no running transaction",
-    )
+    await wait_drained(agent)
     return stop
 
 
@@ -150,13 +136,7 @@ def assert_exactly_once(
 async def test_kill_while_charging_online_ends_once_with_power_loss(
     agent: AgentProcess, csms: CsmsEmulator, ocpp: OcppVersion
 ) -> None:
-    await boot(agent, csms)
-    await agent.sim("plug")
-    await agent.sim("swipe", "TAG-ONLINE")
-    start = await csms.wait_for(
-        ocpp.start_action, predicate=lambda c: bool(ocpp.starts([c])), timeout_s=GUARD_S
-    )
-    await csms.wait_answer(start, timeout_s=GUARD_S)
+    await charge(agent, csms, ocpp, "TAG-ONLINE")
     meter = await csms.wait_for(
         ocpp.meter_action,
         predicate=lambda c: bool(ocpp.meter_keys([c])),
@@ -195,8 +175,7 @@ async def test_kill_while_offline_delivers_the_queue_once_after_restart(
     assert kinds == ["start"] + ["meter"] * len(queued_times)
     sent_before = len(csms.received)
 
-    await agent.start()  # offline: the control socket proves it is up
-    await agent.wait_control_socket()
+    await restart_offline(agent)
     await wait_journal(
         agent.data_dir, lambda j: bool(j.queued("stop")), what="the PowerLoss end queued"
     )
@@ -219,18 +198,14 @@ async def test_kill_with_start_in_flight_resends_the_identical_start(
     csms.hold_responses(ocpp.start_action)
     await agent.sim("plug")
     await agent.sim("swipe", "TAG-INFLIGHT")
-    first = await csms.wait_for(
-        ocpp.start_action, predicate=lambda c: bool(ocpp.starts([c])), timeout_s=GUARD_S
-    )
+    first = await wait_start(csms, ocpp)
     loss = await kill_agent(agent, csms)
     [interrupted] = loss.journal.running
     assert [q.kind for q in loss.journal.queue][:1] == ["start"]
     assert first.seq not in csms.answers
 
     await boot(agent, csms)
-    second = await csms.wait_for(
-        ocpp.start_action, predicate=lambda c: bool(ocpp.starts([c])), count=2, timeout_s=GUARD_S
-    )
+    second = await wait_start(csms, ocpp, count=2)
     csms.release_responses(ocpp.start_action)
     await wait_stop(agent, csms, ocpp)
     assert await agent.terminate() == 0
@@ -246,13 +221,7 @@ async def test_kill_with_end_in_flight_resends_the_same_end(
     agent: AgentProcess, csms: CsmsEmulator, ocpp: OcppVersion
 ) -> None:
     """A transaction that ended normally keeps its own reason across the cut."""
-    await boot(agent, csms)
-    await agent.sim("plug")
-    await agent.sim("swipe", "TAG-STOPPING")
-    start = await csms.wait_for(
-        ocpp.start_action, predicate=lambda c: bool(ocpp.starts([c])), timeout_s=GUARD_S
-    )
-    await csms.wait_answer(start, timeout_s=GUARD_S)
+    await charge(agent, csms, ocpp, "TAG-STOPPING")
     mark = len(csms.received)
     for action in ocpp.tx_actions:  # whatever transaction message comes next stays in flight
         csms.hold_responses(action)
@@ -355,7 +324,6 @@ async def test_random_kill_points_lose_and_duplicate_nothing(
     """Kill at seeded random moments of plug/swipe/charge/unplug cycles (fewer kills than
     the 1.6 soak in `test_sigkill`; ``EVSE_POWERLOSS_KILLS_BOTH`` raises it)."""
     rng = random.Random(KILL_SEED)
-    losses: list[ConnectionLoss] = []
     plan: list[str] = []
     cycle = 0
 
@@ -396,29 +364,8 @@ async def test_random_kill_points_lose_and_duplicate_nothing(
             return
         await csms.wait_answer(stop, timeout_s=GUARD_S)
 
-    for kill_step in kill_schedule(rng, KILLS_BOTH):
-        in_flight = kill_step > 0 and rng.random() < 0.5
-        jitter_s = 0.0 if in_flight else round(rng.uniform(0.0, 0.8 if kill_step else 1.5), 3)
-        plan.append(f"run {agent.runs + 1}: kill after step {kill_step} + {jitter_s} s")
-        if kill_step == 0:
-            await agent.start()
-        else:
-            await boot(agent, csms)
-            await run_cycle(kill_step)
-        if jitter_s:  # the random part of the kill moment itself, not a wait for anything
-            await asyncio.sleep(jitter_s)
-        losses.append(await kill_agent(agent, csms))
-
-    await boot(agent, csms)
-    await run_cycle(None)
-    await wait_journal(
-        agent.data_dir,
-        lambda j: not j.queue and not j.running,
-        what="an empty queue and no running transaction",
-    )
-    assert await agent.terminate() == 0
-
-    final = read_journal(agent.data_dir)
+    losses = await kill_at_random_points(agent, csms, rng, KILLS_BOTH, run_cycle, plan)
+    final = await last_clean_session(agent, csms, run_cycle)
     print(f"seed {KILL_SEED}", *plan, sep="\n")
     problems = transaction_problems(csms, ocpp, losses, final)
     assert not problems, "\n".join([*plan, *problems])

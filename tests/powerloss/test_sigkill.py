@@ -18,7 +18,6 @@ the CSMS emulator in the test's loop; the simulated EV is driven over its contro
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -40,16 +39,25 @@ from tests.powerloss.harness import (
     check_exactly_once,
     energy_wh,
     kill_agent,
-    kill_schedule,
     read_journal,
     resends_after_losses,
     take_offline,
     tx_calls,
     wait_journal,
 )
+from tests.powerloss.rig import (
+    GUARD_S,
+    boot,
+    charge,
+    kill_at_random_points,
+    last_clean_session,
+    logged_agent,
+    restart_offline,
+    wait_drained,
+)
+from tests.versions import ocpp_version
 
 CP_ID = "CP-POWERLOSS"
-GUARD_S = 20.0  # a guard against hangs only; every wait is on a condition
 # Soak runs: EVSE_POWERLOSS_SEED=7 EVSE_POWERLOSS_KILLS=30 pytest tests/powerloss -k random
 KILLS = int(os.environ.get("EVSE_POWERLOSS_KILLS", "6"))
 
@@ -63,40 +71,14 @@ process_test = pytest.mark.timeout(120)
 @pytest.fixture
 async def agent(tmp_path: Path, csms: CsmsEmulator) -> AsyncIterator[AgentProcess]:
     process = AgentProcess.create(tmp_path, csms_url=csms.url, charge_point_id=CP_ID)
-    try:
+    async with logged_agent(process):
         yield process
-    finally:
-        await process.close()
-        # shown by pytest only when the test failed
-        print(f"----- agent log ({process.log_path}) -----\n{process.log_text()}")
-
-
-async def boot(agent: AgentProcess, csms: CsmsEmulator) -> None:
-    """(Re)start the agent and wait until it is registered and its EV can be driven.
-
-    Earlier runs are dead (killed and disconnected), so the next BootNotification
-    comes from this one.
-    """
-    boots = len(csms.calls("BootNotification", CP_ID))
-    await agent.start()
-    await csms.wait_for("BootNotification", count=boots + 1, timeout_s=GUARD_S)
-    await agent.wait_control_socket()
-
-
-async def restart_offline(agent: AgentProcess) -> None:
-    """Restart while the CSMS is unreachable: the control socket proves it is up."""
-    await agent.start()
-    await agent.wait_control_socket()
 
 
 async def drained(agent: AgentProcess, csms: CsmsEmulator, stop: ReceivedCall) -> None:
     """Wait until ``stop`` (the last expected message) is answered and the queue is empty."""
     await csms.wait_answer(stop, timeout_s=GUARD_S)
-    await wait_journal(
-        agent.data_dir,
-        lambda j: not j.queue and not j.running,
-        what="an empty queue and no running transaction",
-    )
+    await wait_drained(agent)
 
 
 def assert_exactly_once(
@@ -134,11 +116,7 @@ async def test_kill_while_charging_online_stops_with_power_loss(
     agent: AgentProcess, csms: CsmsEmulator
 ) -> None:
     """Killed while charging with everything acknowledged: PowerLoss, nothing twice."""
-    await boot(agent, csms)
-    await agent.sim("plug")
-    await agent.sim("swipe", "TAG-ONLINE")
-    start = await csms.wait_for("StartTransaction", timeout_s=GUARD_S)
-    await csms.wait_answer(start, timeout_s=GUARD_S)
+    start = await charge(agent, csms, ocpp_version("1.6"), "TAG-ONLINE")
     tx_id = answered_tx_id(csms, start)
     meter2 = await csms.wait_for("MeterValues", count=2, timeout_s=GUARD_S)
     await csms.wait_answer(meter2, timeout_s=GUARD_S)
@@ -281,11 +259,7 @@ async def test_kill_with_stop_in_flight_resends_the_same_stop(
     agent: AgentProcess, csms: CsmsEmulator
 ) -> None:
     """A transaction that ended normally keeps its own reason across the cut."""
-    await boot(agent, csms)
-    await agent.sim("plug")
-    await agent.sim("swipe", "TAG-STOPPING")
-    start = await csms.wait_for("StartTransaction", timeout_s=GUARD_S)
-    await csms.wait_answer(start, timeout_s=GUARD_S)
+    start = await charge(agent, csms, ocpp_version("1.6"), "TAG-STOPPING")
     csms.hold_responses("StopTransaction")
     await agent.sim("unplug")
     first = await csms.wait_for("StopTransaction", timeout_s=GUARD_S)
@@ -315,7 +289,6 @@ async def test_random_kill_points_lose_and_duplicate_nothing(
 ) -> None:
     """Kill at seeded random moments over plug/swipe/charge/unplug cycles."""
     rng = random.Random(KILL_SEED)
-    losses: list[ConnectionLoss] = []
     plan: list[str] = []
     cycle = 0
 
@@ -357,33 +330,9 @@ async def test_random_kill_points_lose_and_duplicate_nothing(
             return
         await csms.wait_answer(stop, timeout_s=GUARD_S)
 
-    for kill_step in kill_schedule(rng, KILLS):
-        # 0: during start-up, n: after step n of a cycle; then a random delay, or
-        # none: the kill lands while the message the CSMS just got is in flight
-        in_flight = kill_step > 0 and rng.random() < 0.5
-        jitter_s = 0.0 if in_flight else round(rng.uniform(0.0, 0.8 if kill_step else 1.5), 3)
-        plan.append(f"run {agent.runs + 1}: kill after step {kill_step} + {jitter_s} s")
-        if kill_step == 0:
-            await agent.start()
-        else:
-            await boot(agent, csms)
-            await run_cycle(kill_step)
-        # The random part of the kill moment itself (not waiting for anything).
-        if jitter_s:
-            await asyncio.sleep(jitter_s)
-        losses.append(await kill_agent(agent, csms))
-
+    losses = await kill_at_random_points(agent, csms, rng, KILLS, run_cycle, plan)
     # a last clean session, then let everything drain
-    await boot(agent, csms)
-    await run_cycle(None)
-    await wait_journal(
-        agent.data_dir,
-        lambda j: not j.queue and not j.running,
-        what="an empty queue and no running transaction",
-    )
-    assert await agent.terminate() == 0
-
-    final = read_journal(agent.data_dir)
+    final = await last_clean_session(agent, csms, run_cycle)
     problems = check_exactly_once(csms, CP_ID, losses, final)
     resent = sorted(resends_after_losses(tx_calls(csms, CP_ID), losses))
     answered = {answered_tx_id(csms, c) for c in csms.calls("StartTransaction")}

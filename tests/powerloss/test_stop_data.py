@@ -22,23 +22,13 @@ import pytest
 
 from hil.csms import CsmsEmulator, ReceivedCall
 from tests.powerloss.harness import ENERGY_MEASURAND, AgentProcess, kill_agent, wait_journal
-from tests.versions import VERSIONS, OcppVersion, ocpp_version
+from tests.powerloss.rig import GUARD_S, boot, charge, csms, logged_agent, ocpp
+from tests.versions import OcppVersion
+
+__all__ = ["csms", "ocpp"]  # the fixtures, imported
 
 CP_ID = "CP-STOPDATA"
-GUARD_S = 20.0  # a guard against hangs only; every wait is on a condition
 PERIODIC_SAMPLES = 3
-
-
-@pytest.fixture(params=VERSIONS)
-def ocpp(request: pytest.FixtureRequest) -> OcppVersion:
-    return ocpp_version(request.param)
-
-
-@pytest.fixture
-async def csms(ocpp: OcppVersion, make_csms: object) -> AsyncIterator[CsmsEmulator]:
-    del make_csms  # its teardown checks for leftover tasks after this one stopped
-    async with ocpp.make_csms() as emulator:
-        yield emulator
 
 
 @pytest.fixture
@@ -57,20 +47,8 @@ async def agent(
         },
         ocpp_version=ocpp.name,
     )
-    try:
+    async with logged_agent(process):
         yield process
-    finally:
-        await process.close()
-        # shown by pytest only when the test failed
-        print(f"----- agent log ({process.log_path}) -----\n{process.log_text()}")
-
-
-async def boot(agent: AgentProcess, csms: CsmsEmulator) -> ReceivedCall:
-    boots = len(csms.calls("BootNotification", CP_ID))
-    await agent.start()
-    boot = await csms.wait_for("BootNotification", count=boots + 1, timeout_s=GUARD_S)
-    await agent.wait_control_socket()
-    return boot
 
 
 def stop_data_rows(data_dir: Path) -> int:
@@ -118,13 +96,7 @@ def unique(values: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_power_loss_end_carries_the_transaction_data_taken_before_the_cut(
     agent: AgentProcess, csms: CsmsEmulator, ocpp: OcppVersion
 ) -> None:
-    await boot(agent, csms)
-    await agent.sim("plug")
-    await agent.sim("swipe", "TAG-DATA")
-    start = await csms.wait_for(
-        ocpp.start_action, predicate=lambda c: bool(ocpp.starts([c])), timeout_s=GUARD_S
-    )
-    await csms.wait_answer(start, timeout_s=GUARD_S)
+    start = await charge(agent, csms, ocpp, "TAG-DATA")
     tx_id = ocpp.tx_id_of(start, csms)
     assert tx_id is not None
 
