@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from agent.authorization.authorizer import Authorizer
 from agent.authorization.master_pass import is_master_pass
 from agent.clock import Clock
-from agent.events import ConnectorStatus, EvseStatusChanged, MeterSample, StopReason
+from agent.events import (
+    ConnectorStatus,
+    EvseStatusChanged,
+    MeterSample,
+    ReadingContext,
+    StopReason,
+)
 from agent.evse import charger
 from agent.evse.controller import EvseController
+from agent.evse.sampling import station_sample
 from agent.persistence.settings_store import SettingsStore
 from agent.reservations.book import Admission, Reservation, ReserveStatus
 from agent.transactions.journal import TransactionJournal, TxRecord
@@ -134,6 +141,26 @@ class Station:
         """Fan a non-transaction meter sample out (controllers and the aligned sampler)."""
         for listener in list(self._sample_listeners):
             listener(connector_id, sample)
+
+    def station_sample(
+        self, context: ReadingContext, measurands: Sequence[str]
+    ) -> MeterSample | None:
+        """Connector / EVSE 0 now: the sum over every EVSE meter (``station_sample``).
+
+        Returns:
+            The sample, or None until every meter has answered (a sum over some of
+            them would be a wrong station total) or when no summable measurand is
+            configured.
+        """
+        readings = [ctl.hw.meter.latest for ctl in self.controllers.values()]
+        if not readings or any(r is None for r in readings):
+            return None
+        return station_sample(
+            [r for r in readings if r is not None],
+            measurands,
+            context=context,
+            timestamp=self._clock.iso_now(),
+        )
 
     def station_status(self) -> EvseStatusChanged:
         """Connector 0: only Available, Unavailable or Faulted (OCPP 1.6 4.9)."""

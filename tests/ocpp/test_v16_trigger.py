@@ -57,11 +57,38 @@ async def test_triggered_meter_values_carry_the_transaction_and_trigger_context(
     assert contexts == {"Trigger"}
 
 
+async def test_meter_values_for_connector_zero_are_the_station_total(
+    csms: CsmsEmulator, start_app: StartApp
+) -> None:
+    agent = await start_app(csms, evse_count=2)
+    await registered(csms)
+    station = agent.app.station
+    assert station is not None
+    readings = [ctl.hw.meter.latest for ctl in station.controllers.values()]
+    assert all(r is not None for r in readings)  # idle meters: their registers stand still
+    total_wh = sum(r.energy_import_wh for r in readings if r is not None)
+    before = csms.received[-1].seq
+    answer = await csms.call(
+        CP, call.TriggerMessage(requested_message="MeterValues", connector_id=0)
+    )
+    assert answer.status == "Accepted"
+    got = await csms.wait_for("MeterValues", predicate=lambda c: c.seq > before, timeout_s=GUARD_S)
+    assert got.payload["connectorId"] == 0 and "transactionId" not in got.payload
+    [value] = [
+        v
+        for mv in got.payload["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+    ]
+    assert value["context"] == "Trigger"
+    assert float(value["value"]) == pytest.approx(total_wh)
+
+
 @pytest.mark.parametrize(
     ("message", "connector_id"),
-    [("StatusNotification", 7), ("MeterValues", 0), ("Heartbeat", 2)],
+    [("StatusNotification", 7), ("MeterValues", 3), ("Heartbeat", 2)],
 )
-async def test_unknown_connector_or_no_station_meter_is_rejected(
+async def test_unknown_connector_is_rejected(
     csms: CsmsEmulator, start_app: StartApp, message: str, connector_id: int
 ) -> None:
     await start_app(csms)

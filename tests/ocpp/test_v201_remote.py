@@ -82,6 +82,31 @@ async def test_trigger_message(
     assert not agent.task.done()
 
 
+async def test_triggered_meter_values_of_evse_zero_are_the_station_total(
+    csms201: CsmsEmulator201, agent: RunningApp
+) -> None:
+    station = agent.app.station
+    assert station is not None
+    readings = [ctl.hw.meter.latest for ctl in station.controllers.values()]
+    assert all(r is not None for r in readings)  # idle meters: their registers stand still
+    total_wh = sum(r.energy_import_wh for r in readings if r is not None)
+    before = len(csms201.calls("MeterValues"))
+    answer = await csms201.call(
+        CP, call.TriggerMessage(requested_message="MeterValues", evse={"id": 0})
+    )
+    assert answer.status == "Accepted"
+    got = await csms201.wait_for("MeterValues", count=before + 1, timeout_s=GUARD_S)
+    assert got.payload["evseId"] == 0
+    [value] = [
+        v
+        for mv in got.payload["meterValue"]
+        for v in mv["sampledValue"]
+        if v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"
+    ]
+    assert value["context"] == "Trigger"
+    assert float(value["value"]) == pytest.approx(total_wh)
+
+
 # ---------------------------------------------------------- DataTransfer
 
 

@@ -154,14 +154,13 @@ class Session16(OcppSession):
         """Whether TriggerMessage(message, connector_id) is Accepted (1.6 5.17).
 
         Every message the 1.6 schema allows can be triggered; an unknown connector
-        is Rejected, and so is MeterValues for connector 0 (no station meter).
+        is Rejected. MeterValues for connector 0 is the station total (the sum of
+        the EVSE meters, ``station_sample``).
         """
         if message not in TRIGGERABLE or self.rejected:
             return False
-        if connector_id is None:
+        if connector_id is None or connector_id == 0:
             return True
-        if connector_id == 0:
-            return message != "MeterValues"
         return connector_id in self.adapter.station.controllers
 
     async def send_triggered(self, message: str, connector_id: int | None) -> None:
@@ -178,6 +177,8 @@ class Session16(OcppSession):
                         await self._call(
                             call.StatusNotification(**mapping.status_notification(status))
                         )
+            case "MeterValues" if connector_id == 0:
+                await self._send_station_meter_values()
             case "MeterValues":
                 for evse_id in sorted(station.controllers):
                     if connector_id in (None, evse_id):
@@ -287,6 +288,16 @@ class Session16(OcppSession):
                 meter_value=[mapping.meter_value(sample)],
             )
         )
+
+    async def _send_station_meter_values(self) -> None:
+        """Connector 0: the sum over every EVSE meter (nothing before all answered)."""
+        sample = self.adapter.station.station_sample(
+            ReadingContext.TRIGGER, self.adapter.settings.get_list("meter_values_sampled_data")
+        )
+        if sample is not None:
+            await self._call(
+                call.MeterValues(connector_id=0, meter_value=[mapping.meter_value(sample)])
+            )
 
     async def _send_status(self, connector_id: int, event: EvseStatusChanged) -> None:
         payload = call.StatusNotification(**mapping.status_notification(event))

@@ -377,9 +377,17 @@ class Session201(OcppSession):
                     fields = mapping.status_notification(ctl.status)
                     if fields is not None:
                         await self._call(call.StatusNotification(**fields))
+            case "MeterValues" if evse_id == 0:  # the station: the sum of the EVSE meters
+                total = station.station_sample(
+                    ReadingContext.TRIGGER, adapter.settings.get_list("meter_values_sampled_data")
+                )
+                if total is not None:
+                    await self._call(
+                        call.MeterValues(evse_id=0, meter_value=[mapping.meter_value(total)])
+                    )
             case "MeterValues":
                 for ctl_id in sorted(station.controllers):
-                    if evse_id in (None, 0, ctl_id):
+                    if evse_id in (None, ctl_id):
                         sample = station.controllers[ctl_id].sample_now(ReadingContext.TRIGGER)
                         if sample is not None:
                             await self._call(
