@@ -223,7 +223,7 @@ def _profile(
     }
 
 
-async def _watch_pilot(app: App, timeline: Timeline) -> None:
+async def watch_pilot(app: App, timeline: Timeline) -> None:
     """Print every change of the limit and PWM duty (a display loop, 20 Hz)."""
     assert app.station is not None
     rig, controller = app.rigs[1], app.station.controllers[1]
@@ -242,7 +242,7 @@ async def _smart_charging_part(app: App, csms: CsmsEmulator, timeline: Timeline)
     """A TxDefaultProfile, then a TxProfile stepping down at period boundaries."""
     print()
     timeline.say("demo", "part 2: smart charging")
-    watcher = asyncio.create_task(_watch_pilot(app, timeline))
+    watcher = asyncio.create_task(watch_pilot(app, timeline))
     try:
         long_ago = "2026-01-01T00:00:00Z"  # Absolute: in force before the session starts
         default = _profile(1, "TxDefaultProfile", 0, [(0, 16.0)], start_schedule=long_ago)

@@ -4,15 +4,20 @@ The same station (simulated hardware, in-process ``App``) against `hil.csms201.
 CsmsEmulator201` on loopback: boot, status, the EV plugs in, the CSMS starts a
 session with RequestStartTransaction, the station reports TransactionEvent Started /
 Updated (with meter values) while charging, the CSMS stops it with
-RequestStopTransaction, the EV is unplugged (TransactionEvent Ended). Prints a
-timeline and a summary; exits 0 when the CSMS saw the whole story.
+RequestStopTransaction, the EV is unplugged (TransactionEvent Ended). Part 2 is
+the 1.6 demo's smart-charging part in 2.0.1 messages: a TxDefaultProfile for every
+EVSE, a TxProfile stepping down at its period boundaries (below 6 A the EVSE
+suspends), GetCompositeSchedule, ClearChargingProfile. Prints a timeline and a
+summary; exits 0 when the CSMS saw the whole story.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from ocpp.v201 import call
@@ -28,9 +33,11 @@ from hil.demo import (
     TOKEN,
     Timeline,
     run_scripted_session,
+    watch_pilot,
 )
 
 REMOTE_START_ID = 1
+SMART_REMOTE_START_ID = 2
 
 
 def describe201(action: str, payload: dict[str, Any]) -> str | None:
@@ -134,7 +141,94 @@ async def _script(app: App, csms: CsmsEmulator201, timeline: Timeline) -> int:
     stop: ReceivedCall = await _tx_event(csms, "Ended")
     await csms.wait_answer(stop, timeout_s=STEP_TIMEOUT_S)
     await _until_status(csms, "Available", count=2)
-    return _summary(csms, tx_id, start, stop, time.monotonic() - started_s)
+    part_one_s = time.monotonic() - started_s
+
+    smart_ok = await _smart_charging_part(app, csms, timeline)
+    code = _summary(csms, tx_id, start, stop, part_one_s)
+    print(f"  smart charging   : {'OK' if smart_ok else 'FAILED'}")
+    return code if smart_ok else 1
+
+
+def _profile(
+    profile_id: int, purpose: str, stack_level: int, periods: list[tuple[int, float]], **kw: Any
+) -> dict[str, Any]:
+    """A 2.0.1 ChargingProfileType (snake_case, as the ocpp library takes it)."""
+    schedule: dict[str, Any] = {
+        "id": profile_id,
+        "charging_rate_unit": "A",
+        "charging_schedule_period": [{"start_period": s, "limit": a} for s, a in periods],
+        "start_schedule": kw.pop("start_schedule"),
+    }
+    return {
+        "id": profile_id,
+        "stack_level": stack_level,
+        "charging_profile_purpose": purpose,
+        "charging_profile_kind": "Absolute",
+        "charging_schedule": [schedule],
+        **kw,
+    }
+
+
+async def _smart_charging_part(app: App, csms: CsmsEmulator201, timeline: Timeline) -> bool:
+    """A TxDefaultProfile, then a TxProfile stepping down at period boundaries (K01,
+    K08, K10), as the 1.6 demo's part 2."""
+    print()
+    timeline.say("demo", "part 2: smart charging")
+    watcher = asyncio.create_task(watch_pilot(app, timeline))
+    try:
+        long_ago = "2026-01-01T00:00:00Z"  # Absolute: in force before the session starts
+        default = _profile(1, "TxDefaultProfile", 0, [(0, 16.0)], start_schedule=long_ago)
+        answer = await csms.call(
+            CHARGE_POINT_ID, call.SetChargingProfile(evse_id=0, charging_profile=default)
+        )
+        timeline.say("csms", f"TxDefaultProfile 16 A for every EVSE: {answer.status}")
+        app.apply_sim(1, "plug", None)
+        await csms.call(
+            CHARGE_POINT_ID,
+            call.RequestStartTransaction(
+                id_token={"id_token": TOKEN, "type": "Central"},
+                remote_start_id=SMART_REMOTE_START_ID,
+                evse_id=1,
+            ),
+        )
+        start = await _tx_event(csms, "Started", count=2)
+        tx_id = str(start.payload["transactionInfo"]["transactionId"])
+        await app.wait_status(1, "Charging")
+
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        steps = [(0, 10.0), (3, 6.0), (6, 4.0)]
+        tx_profile = _profile(2, "TxProfile", 1, steps, start_schedule=now, transaction_id=tx_id)
+        answer = await csms.call(
+            CHARGE_POINT_ID, call.SetChargingProfile(evse_id=1, charging_profile=tx_profile)
+        )
+        timeline.say(
+            "csms",
+            f"TxProfile 10 A, after 3 s 6 A, after 6 s 4 A (below 6 A: suspend): {answer.status}",
+        )
+        composite = await csms.call(
+            CHARGE_POINT_ID,
+            call.GetCompositeSchedule(duration=10, evse_id=1, charging_rate_unit="A"),
+        )
+        periods = composite.schedule["charging_schedule_period"] if composite.schedule else []
+        timeline.say(
+            "csms",
+            "GetCompositeSchedule(evse 1, 10 s): "
+            + ", ".join(f"+{p['start_period']} s {p['limit']} A" for p in periods),
+        )
+        await app.wait_status(1, "SuspendedEVSE")
+        answer = await csms.call(CHARGE_POINT_ID, call.ClearChargingProfile(charging_profile_id=2))
+        timeline.say("csms", f"ClearChargingProfile(2): {answer.status}; back to the default")
+        await app.wait_status(1, "Charging")
+        await csms.call(CHARGE_POINT_ID, call.RequestStopTransaction(transaction_id=tx_id))
+        await app.wait_status(1, "Finishing")
+        app.apply_sim(1, "unplug", None)
+        await _tx_event(csms, "Ended", count=2)
+        await _until_status(csms, "Available", count=3)
+        return composite.status == "Accepted" and len(periods) == 3
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 def _summary(
