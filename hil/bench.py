@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -184,13 +185,20 @@ async def bench_safety_and_remote_start(
             before = rig.pilot.output.duty_pct
             t0 = time.perf_counter()
             await csms.call("BENCH-CP", _tx_default_profile(limit_a))
-            duty_ms.append(
-                (await until(lambda b=before: rig.pilot.output.duty_pct != b) - t0) * 1000
-            )
+
+            def duty_changed(before_pct: float = before) -> bool:
+                return rig.pilot.output.duty_pct != before_pct
+
+            duty_ms.append((await until(duty_changed) - t0) * 1000)
         progress(f"profile to duty: {PROFILE_TRIALS} trials")
         return {**figures, "profile_to_duty_ms_p50": round(percentile(duty_ms, 50), 3)}
 
     return await in_process_agent(csms, tmp, body, version)
+
+
+def _sent_since(sim: Any, command: str, mark: int) -> bool:
+    """Whether the RAPI simulator received ``command`` after its ``mark``-th frame."""
+    return any(c.command == command for c in list(sim.received)[mark:])
 
 
 def _remote_start(version: str, remote_start_id: int) -> Any:
@@ -312,9 +320,7 @@ async def bench_safety_rapi(csms: CsmsEmulator, tmp: Path) -> dict[str, Any]:
             left_c_s = sim.pilot.state_history[-1]
             assert left_c_s.state is CpState.B
             await asyncio.wait_for(
-                sim.wait_until(
-                    lambda m=mark: any(c.command == "FS" for c in list(sim.received)[m:])
-                ),
+                sim.wait_until(functools.partial(_sent_since, sim, "FS", mark)),
                 STEP_TIMEOUT_S,
             )
             fs = next(c for c in list(sim.received)[mark:] if c.command == "FS")
