@@ -40,15 +40,12 @@ from agent.config import (
     EvseConfig,
     parse_dataclass,
 )
-from agent.console.hal_check import DeviceCheck, check_hardware
 from agent.console.sim_control import SimControlServer, socket_path
 from agent.events import EvseStatusChanged
 from agent.evse.aligned import ClockAlignedSampler
 from agent.evse.controller import EvseController, EvseHardware
-from agent.network_profiles import NetworkProfileStore, config_endpoint
 from agent.ocpp.connection import ConnectionSupervisor, FirstOnline, SessionRunner
-from agent.ocpp.outbox import OutboxDelivery
-from agent.ocpp.v16.adapter import BootInfo, Trace, V16Adapter
+from agent.ocpp.session import BootInfo
 from agent.persistence.settings_store import SettingsStore
 from agent.persistence.store import Store
 from agent.reservations.service import STORE_KEY as RESERVATIONS_KEY
@@ -63,15 +60,20 @@ from firmware_update.diagnostics import BundleSources, DiagnosticsService, Frame
 from firmware_update.journal import FirmwareJournal
 from firmware_update.machine import Phase
 from firmware_update.manager import FirmwareManager, ManagerOptions
-from firmware_update.slots import DirSlots, RaucSlots, SlotBackend
+from firmware_update.slots import DirSlots, SlotBackend
 from hal.faults import HalError
 from hal.gpio.pins import make_pin_factory
-from hal.modbus.bus import ModbusRtuLines
-from hal.rapi.controller import RapiLinks
+from hal.modbus.lines import ModbusRtuLines
+from hal.rapi.links import RapiLinks
 from hal.registry import BackendContext, Registry, default_registry
 from hal.sim.rig import SimEvseRig
 
 if TYPE_CHECKING:
+    from agent.console.hal_check import DeviceCheck
+    from agent.network_profiles import NetworkProfileStore
+    from agent.ocpp.outbox import OutboxDelivery
+    from agent.ocpp.session import Trace
+    from agent.ocpp.v16.adapter import V16Adapter
     from agent.ocpp.v201.adapter import V201Adapter
 
 log = logging.getLogger(__name__)
@@ -272,6 +274,7 @@ class App:
             profiles: NetworkProfileStore | None = None  # 2.0.1 B09/B10 (1.6: [csms] only)
             if version in ("2.0.1", "auto"):
                 # imported here: a 1.6-only agent does not load the 2.0.1 schemas (~10 MB)
+                from agent.network_profiles import NetworkProfileStore, config_endpoint
                 from agent.ocpp.v201 import adapter as v201
                 from agent.ocpp.v201.build import build_v201_adapter
                 from agent.ocpp.v201.mapping import boot_reason
@@ -299,6 +302,9 @@ class App:
             if LAST_EXIT_KEY in persisted:
                 await settings_store.delete(LAST_EXIT_KEY)
             if version in ("1.6", "auto"):
+                # imported here too: a 2.0.1-only agent does not load the 1.6 stack
+                from agent.ocpp.v16.adapter import V16Adapter
+
                 self.adapter = V16Adapter(
                     station=station,
                     settings=settings,
@@ -414,6 +420,8 @@ class App:
         is never switched on and no CSMS is contacted. A device that cannot even be
         built (no GPIO, bad port) is a FAIL naming the reason; nothing raises.
         """
+        from agent.console import hal_check  # only the technician's command probes
+
         devices: dict[int, dict[str, tuple[str, Any]]] = {}
         results: list[DeviceCheck] = []
         try:
@@ -434,11 +442,11 @@ class App:
                     except Exception as exc:  # reported, not raised: the check goes on
                         detail = f"cannot build: {exc}"
                         results.append(
-                            DeviceCheck(evse_cfg.id, role, backend.backend, False, detail)
+                            hal_check.DeviceCheck(evse_cfg.id, role, backend.backend, False, detail)
                         )
                         continue
                     devices[evse_cfg.id][role] = (backend.backend, device)
-            results.extend(await check_hardware(devices, timeout_s=timeout_s))
+            results.extend(await hal_check.check_hardware(devices, timeout_s=timeout_s))
         finally:
             await self._release_shared_hardware()
         return sorted(results, key=lambda r: (r.evse_id, ROLES.index(r.role)))
@@ -456,6 +464,8 @@ class App:
         fw = cfg.firmware
         slots: SlotBackend
         if fw.slot_backend == "rauc":
+            from firmware_update.slots.rauc import RaucSlots
+
             slots = RaucSlots(
                 shlex.split(fw.rauc_command),
                 default_version=__version__,

@@ -13,9 +13,8 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.app import App, ExitReason, backend_validator
 from agent.config import (
     SIM_BACKEND,
     AgentConfig,
@@ -26,8 +25,13 @@ from agent.config import (
     sim_defaults,
 )
 from agent.console.sim_control import send_command, socket_path
-from firmware_update.diagnostics import ensure_file_log
 from hal.registry import default_registry
+
+if TYPE_CHECKING:
+    from agent.app import ExitReason
+
+# The composition root (agent.app: OCPP, firmware, every service) is imported by the
+# commands that build it, so "sim" and "meter read" start without loading it.
 
 DEFAULT_CSMS_URL = "ws://127.0.0.1:9000/ocpp"
 DEFAULT_ID = "EVSE-AGENT-SIM"
@@ -101,6 +105,8 @@ def resolve_run_config(args: argparse.Namespace) -> AgentConfig:
     Raises:
         ConfigError: invalid file, or no file without ``--sim``.
     """
+    from agent.app import backend_validator
+
     validate = backend_validator(default_registry())
     data: dict[str, Any]
     if args.config is not None:
@@ -144,6 +150,8 @@ def setup_logging(level: str) -> None:
 
 
 async def _run_app(config: AgentConfig) -> ExitReason:
+    from agent.app import App
+
     app = App(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,6 +160,9 @@ async def _run_app(config: AgentConfig) -> ExitReason:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.app import ExitReason
+    from firmware_update.diagnostics import ensure_file_log
+
     try:
         config = resolve_run_config(args)
     except ConfigError as e:
@@ -204,6 +215,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_hal(args: argparse.Namespace) -> int:
+    from agent.app import App, backend_validator
+
     try:
         config = load_config(args.config, backend_validator(default_registry()))
     except ConfigError as e:

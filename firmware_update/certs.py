@@ -17,11 +17,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from typing import TYPE_CHECKING
 
 from firmware_update.durable import write_atomic
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# cryptography (~25 ms to import) is loaded on the first certificate operation, not
+# when the agent starts: most boots never touch a certificate.
 
 CERT_TYPES = ("ManufacturerRootCertificate", "CentralSystemRootCertificate")
 
@@ -85,7 +89,7 @@ class CertificateStore:
         for path in paths:
             live.add(path)
             for cert in self._load(path):
-                fingerprint = cert.fingerprint(hashes.SHA256())
+                fingerprint = _sha256(cert)
                 if fingerprint not in seen:
                     seen.add(fingerprint)
                     result.append(cert)
@@ -106,12 +110,15 @@ class CertificateStore:
             ValueError: Unknown ``cert_type`` or ``pem`` holds no valid certificate.
             OSError: The file cannot be written.
         """
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         folder = self.folder(cert_type)
         try:
             certs = x509.load_pem_x509_certificates(pem)
         except ValueError as e:
             raise ValueError(f"not a PEM certificate: {e}") from None
-        target = folder / f"{certs[0].fingerprint(hashes.SHA256()).hex()}.pem"
+        target = folder / f"{_sha256(certs[0]).hex()}.pem"
         if target.exists():
             return target
         folder.mkdir(parents=True, exist_ok=True)
@@ -135,13 +142,15 @@ class CertificateStore:
         for path, cached in list(self._cache.items()):
             if path.parent != self.folder(cert_type):
                 continue
-            if any(c.fingerprint(hashes.SHA256()).hex() == wanted for c in cached.certs):
+            if any(_sha256(c).hex() == wanted for c in cached.certs):
                 path.unlink(missing_ok=True)
                 del self._cache[path]
                 removed = True
         return removed
 
     def _load(self, path: Path) -> tuple[x509.Certificate, ...]:
+        from cryptography import x509
+
         try:
             stat = path.stat()
             cached = self._cache.get(path)
@@ -157,3 +166,10 @@ class CertificateStore:
             return ()
         self._cache[path] = _Cached(stat.st_mtime_ns, stat.st_size, certs)
         return certs
+
+
+def _sha256(cert: x509.Certificate) -> bytes:
+    """The SHA-256 fingerprint of ``cert``."""
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA256())

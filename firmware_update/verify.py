@@ -16,17 +16,16 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509 import verification
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# cryptography (~25 ms to import) is loaded by the checks themselves, when a signed
+# update arrives, not when the agent starts.
 
 _CHUNK_BYTES = 1 << 20
 _MAX_CHAIN_DEPTH = 4
-_EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
 
 
 class VerificationError(Exception):
@@ -69,6 +68,9 @@ def verify_signing_certificate(
         InvalidCertificate: Malformed PEM, no roots installed, the signing certificate is a
             CA, a certificate is expired or not yet valid, or no chain to a root exists.
     """
+    from cryptography import x509
+    from cryptography.x509 import verification
+
     try:
         certs = x509.load_pem_x509_certificates(cert_pem.encode())
     except ValueError as e:
@@ -130,6 +132,11 @@ def verify_signature(path: Path, certificate: x509.Certificate, signature_b64: s
         InvalidSignature: Signature not base64, unsupported key type/curve, or mismatch.
         OSError: The file cannot be read.
     """
+    from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
     try:
         signature = base64.b64decode("".join(signature_b64.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -152,7 +159,7 @@ def verify_signature(path: Path, certificate: x509.Certificate, signature_b64: s
             return
         raise InvalidSignature("RSA signature (PSS or PKCS#1 v1.5, SHA-256) does not match")
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, _EC_CURVES):
+        if not isinstance(key.curve, (ec.SECP256R1, ec.SECP384R1)):
             raise InvalidSignature(f"unsupported EC curve {key.curve.name}")
         try:
             key.verify(signature, digest, ec.ECDSA(prehashed))

@@ -25,3 +25,7 @@ def positive(value: Any) -> str | None:
 
 def non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be >= 0"
+
+
+def serial_port(value: Any) -> str | None:
+    return None if value else "must name a serial port (e.g. /dev/ttyUSB0)"

@@ -4,7 +4,7 @@ Modbus RTU is master/slave on a shared wire: exactly one request may be on the l
 at a time, and the answer (if any) belongs to it. Several meters (different device
 ids) on one line therefore share one ``ModbusRtuBus``, which queues their requests
 (first come, first served) and runs them one by one (REFERENCE 5.7, 6.4: one owner
-per RS-485 bus). ``ModbusRtuLines`` hands out one bus per port.
+per RS-485 bus). ``ModbusRtuLines`` (``hal.modbus.lines``) hands out one bus per port.
 
 Garbage on the line (bad CRC, truncated or oversized frames, answers from the wrong
 device id, bytes nobody asked for) is counted in ``LineStats``, logged at a bounded
@@ -24,6 +24,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from hal.faults import HalError
+from hal.modbus.lines import ModbusRtuLines as ModbusRtuLines  # where it used to live
 
 _log = logging.getLogger(__name__)
 
@@ -412,40 +413,6 @@ class ModbusRtuBus:
         )
         if self._on_garbage is not None:
             self._on_garbage(count)
-
-
-class ModbusRtuLines:
-    """One ``ModbusRtuBus`` per serial port, shared by every meter on that line.
-
-    The composition root makes one and hands it to the meter factories (through
-    ``hal.registry.BackendContext``); it closes them all at shutdown.
-    """
-
-    def __init__(self) -> None:
-        self._buses: dict[str, ModbusRtuBus] = {}
-
-    def bus(self, settings: SerialSettings) -> ModbusRtuBus:
-        """The bus of ``settings.port``, made on first use.
-
-        Raises:
-            ValueError: The port is already used with different settings (two
-                meters on one wire must agree on baud rate, parity, framing and
-                timeout).
-        """
-        existing = self._buses.get(settings.port)
-        if existing is None:
-            existing = self._buses[settings.port] = ModbusRtuBus(settings)
-        elif existing.settings != settings:
-            raise ValueError(
-                f"{settings.port} is already used with {existing.settings}, "
-                f"not {settings}: meters on one line must share its settings"
-            )
-        return existing
-
-    async def close(self) -> None:
-        """Close every bus. Idempotent."""
-        for bus in self._buses.values():
-            await bus.close()
 
 
 def _one_line(text: str) -> str:

@@ -4,8 +4,8 @@ The controller owns the hard real-time rules (REFERENCE 1.4 safety note): it
 drives CP, closes its relay only while enabled and the EV is in C/D, opens it
 on C -> B and on its own faults. The agent decides *whether* it may charge and
 at what current. One ``RapiController`` serves the "pilot", "contactor" and
-"meter" roles of one EVSE (``hal.rapi.roles``); ``RapiLinks`` hands out one per
-port, as ``ModbusRtuLines`` does for RS-485 lines.
+"meter" roles of one EVSE (``hal.rapi.roles``); ``RapiLinks`` (``hal.rapi.links``)
+hands out one per port, as ``ModbusRtuLines`` does for RS-485 lines.
 
 What the roles ask for becomes controller commands (REFERENCE 6.1):
 
@@ -49,6 +49,7 @@ from hal.faults import FaultLatch
 from hal.pilot import PilotMode, PilotOutput
 from hal.rapi.frames import Frame
 from hal.rapi.link import RapiLink, RapiLinkError, RapiResponse
+from hal.rapi.links import RapiLinks as RapiLinks  # where it used to live
 from hal.rapi.states import (
     MODE_COMMANDS,
     EvseMode,
@@ -470,36 +471,3 @@ def _parse_ints(args: tuple[str, ...], bases: tuple[int, ...]) -> tuple[int, ...
         return tuple(int(a, b) for a, b in zip(args, bases, strict=False))
     except ValueError:
         return None
-
-
-class RapiLinks:
-    """One ``RapiController`` per serial port, shared by the roles of one board.
-
-    The composition root makes one and hands it to the factories through
-    ``hal.registry.BackendContext``; it closes them all at shutdown.
-    """
-
-    def __init__(self) -> None:
-        self._controllers: dict[str, RapiController] = {}
-
-    def controller(self, settings: RapiSettings) -> RapiController:
-        """The controller on ``settings.port``, made on first use.
-
-        Raises:
-            ValueError: The port is already used with different settings (the
-                roles of one board must agree on the link and its supervision).
-        """
-        existing = self._controllers.get(settings.port)
-        if existing is None:
-            existing = self._controllers[settings.port] = RapiController(settings)
-        elif existing.settings != settings:
-            raise ValueError(
-                f"{settings.port} is already used with {existing.settings}, not {settings}: "
-                "the roles of one RAPI controller must share its settings"
-            )
-        return existing
-
-    async def close(self) -> None:
-        """Close every controller's port. Idempotent."""
-        for controller in self._controllers.values():
-            await controller.close()
