@@ -44,6 +44,7 @@ from agent.console.sim_control import SimControlServer, socket_path
 from agent.events import EvseStatusChanged
 from agent.evse.aligned import ClockAlignedSampler
 from agent.evse.controller import EvseController, EvseHardware
+from agent.evse.hardware_report import hardware_report
 from agent.ocpp.connection import ConnectionSupervisor, FirstOnline, SessionRunner
 from agent.ocpp.session import BootInfo
 from agent.persistence.settings_store import SettingsStore
@@ -499,13 +500,7 @@ class App:
             sources=BundleSources(
                 data_dir=self.data_dir,
                 config=lambda: dataclasses.asdict(cfg),
-                hal_status=lambda: {
-                    str(i): {
-                        "status": c.status.status if c.status else None,
-                        "faulted": c.state.faulted,
-                    }
-                    for i, c in station.controllers.items()
-                },
+                hal_status=lambda: hardware_report(station.controllers, self.clock.monotonic()),
                 frames=self.frames,
             ),
             now=self.clock.now,

@@ -128,6 +128,10 @@ async def test_get_diagnostics_uploads_a_bundle(
     assert {"config.json", "hal-status.json", "ocpp-trace.jsonl"} <= set(members)
     trace = members["ocpp-trace.jsonl"].decode()
     assert "BootNotification" in trace  # the frames the agent exchanged
+    hardware = json.loads(members["hal-status.json"])["1"]  # the live hardware report
+    assert hardware["status"] == "Available" and hardware["faults"] == []
+    assert hardware["devices"]["contactor"] == {"coil_on": False, "ok": True}
+    assert hardware["devices"]["pilot"]["cp_state"] == "A"
 
 
 async def test_get_log_reports_with_request_id_and_upload_failure(
