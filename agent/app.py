@@ -118,7 +118,8 @@ class App:
 
     Args:
         config: Validated configuration.
-        registry: HAL backends (default: the built-ins plus installed plug-ins).
+        registry: HAL backends (default: the built-ins only; `evse-agent` passes the
+            built-ins plus the installed plug-ins, `hal.registry.installed_registry`).
         trace: Optional raw OCPP frame hook.
         sim_pin_factory: gpiozero factory for simulated pins (a new MockFactory
             when None). Real GPIO backends get theirs from the registry context.

@@ -25,7 +25,7 @@ from agent.config import (
     sim_defaults,
 )
 from agent.console.sim_control import send_command, socket_path
-from hal.registry import default_registry
+from hal.registry import BackendError, Registry, installed_registry
 
 if TYPE_CHECKING:
     from agent.app import ExitReason
@@ -99,15 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_run_config(args: argparse.Namespace) -> AgentConfig:
-    """The config for ``run``: file or built-in sim defaults, then overrides.
+def backend_registry() -> Registry:
+    """The built-in backends and the installed plug-ins, for every command.
+
+    Raises:
+        ConfigError: An installed plug-in is broken (named in the message).
+    """
+    try:
+        return installed_registry()
+    except BackendError as e:
+        raise ConfigError(f"backend plug-in: {e}") from None
+
+
+def resolve_run_config(args: argparse.Namespace, registry: Registry | None = None) -> AgentConfig:
+    """The config for ``run``: file or built-in sim defaults, then overrides,
+    checked against ``registry`` (default: ``backend_registry()``).
 
     Raises:
         ConfigError: invalid file, or no file without ``--sim``.
     """
     from agent.app import backend_validator
 
-    validate = backend_validator(default_registry())
+    validate = backend_validator(registry or backend_registry())
     data: dict[str, Any]
     if args.config is not None:
         data = read_toml(args.config)
@@ -149,10 +162,10 @@ def setup_logging(level: str) -> None:
     logging.getLogger("pymodbus").setLevel(logging.WARNING)
 
 
-async def _run_app(config: AgentConfig) -> ExitReason:
+async def _run_app(config: AgentConfig, registry: Registry) -> ExitReason:
     from agent.app import App
 
-    app = App(config)
+    app = App(config, registry=registry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stop)
@@ -164,14 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from firmware_update.diagnostics import ensure_file_log
 
     try:
-        config = resolve_run_config(args)
+        registry = backend_registry()
+        config = resolve_run_config(args, registry)
     except ConfigError as e:
         print(f"evse-agent: config error: {e}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
     # diagnostics bundles (GetDiagnostics / GetLog) upload this rotating file log
     ensure_file_log(config.station.data_dir)
-    reason = asyncio.run(_run_app(config))
+    reason = asyncio.run(_run_app(config, registry))
     if reason == ExitReason.RESET:
         # OCPP Reset: restart the whole process (a new boot, BootNotification again).
         logging.getLogger(__name__).warning("restarting after Reset")
@@ -218,13 +232,14 @@ def cmd_hal(args: argparse.Namespace) -> int:
     from agent.app import App, backend_validator
 
     try:
-        config = load_config(args.config, backend_validator(default_registry()))
+        registry = backend_registry()
+        config = load_config(args.config, backend_validator(registry))
     except ConfigError as e:
         print(f"evse-agent: config error: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    results = asyncio.run(App(config).check_hardware(timeout_s=args.timeout))
+    results = asyncio.run(App(config, registry=registry).check_hardware(timeout_s=args.timeout))
     for result in results:
         print(result.line())
     failed = sum(not r.ok for r in results)
@@ -251,7 +266,7 @@ def cmd_meter(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     try:
-        reading = asyncio.run(read_meter(default_registry(), target))
+        reading = asyncio.run(read_meter(backend_registry(), target))
     except ConfigError as e:
         print(f"evse-agent meter read: {e}", file=sys.stderr)
         return 2

@@ -234,6 +234,20 @@ def builtin_backends() -> list[BackendSpec]:
     return [_load_spec(role, name, target) for role, name, target in _BUILTINS]
 
 
+def installed_registry(group: str = ENTRY_POINT_GROUP) -> Registry:
+    """The built-in backends plus every installed plug-in (entry points of ``group``):
+    what the ``evse-agent`` commands use, so a vendor's backend package works once
+    it is installed.
+
+    Raises:
+        BackendError: A plug-in fails to load or clashes with a backend already
+            registered (the message names the entry point).
+    """
+    registry = default_registry()
+    registry.load_entry_points(group)
+    return registry
+
+
 def default_registry() -> Registry:
     """A new registry holding the built-in backends (entry points not loaded yet)."""
     registry = Registry()

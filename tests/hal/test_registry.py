@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from agent import cli
+from agent.app import backend_validator
+from agent.config import ConfigError, parse_config, sim_defaults
 from hal.gpio.contactor import GpioContactor
 from hal.modbus.tcp_meter import ModbusTcpPowerMeter
 from hal.registry import (
@@ -20,6 +24,7 @@ from hal.registry import (
     Registry,
     UnknownBackendError,
     default_registry,
+    installed_registry,
 )
 
 
@@ -141,3 +146,29 @@ def test_bad_entry_point_names_itself(
     with pytest.raises(BackendError) as info:
         Registry().load_entry_points()
     assert "ep0" in str(info.value) and problem in str(info.value)
+
+
+def test_the_commands_know_installed_plugins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A vendor's backend package, once installed, can be named in a config.
+    _fake_entry_points(monkeypatch, f"{__name__}:PLUGIN_SPEC")
+    assert "vendor-lock" in installed_registry().names("lock")
+    data = sim_defaults(tmp_path, "ws://127.0.0.1:1/ocpp", "CP1")
+    data["evse"][0]["lock"] = {"backend": "vendor-lock", "pin": 5}
+    config = parse_config(data, backend_validator(cli.backend_registry()))
+    lock = config.evses[0].lock
+    assert lock is not None and lock.backend == "vendor-lock"
+    with pytest.raises(ConfigError, match="vendor-lock"):
+        parse_config(data, backend_validator(default_registry()))  # the built-ins only
+
+
+def test_a_broken_plugin_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_entry_points(monkeypatch, f"{__name__}:missing_attribute")
+    config = tmp_path / "agent.toml"
+    config.write_text("")
+    assert cli.main(["hal", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "backend plug-in" in err and "ep0" in err and "failed to load" in err
