@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import ocpp.messages
-
 from agent.authorization.authorizer import Authorizer
 from agent.authorization.local_list import LocalAuthList
 from agent.clock import Clock
@@ -58,10 +56,6 @@ __all__ = [
     "Trace",
     "V16Adapter",
 ]
-
-# Validate payloads inline: the library's default runs every validation in a
-# thread pool, which costs a thread hop per message and leaves threads behind.
-ocpp.messages.ASYNC_VALIDATION = False
 
 SUBPROTOCOL = "ocpp1.6"
 SAMPLES_KEPT = 32

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Protocol, TypeVar, cast
 
+import ocpp.messages
 from ocpp import routing
 from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
@@ -29,6 +30,12 @@ from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallError, CallResult, unpack
 
 from agent.ocpp.session import Trace, message_id
+
+# Validate payloads inline: the library's default runs every validation in a thread
+# pool, which costs a thread hop per message and leaves threads behind. Set here, in
+# the framing module both versions' sessions import (a 2.0.1-only agent does not
+# import the 1.6 adapter).
+ocpp.messages.ASYNC_VALIDATION = False
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
