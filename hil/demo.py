@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,7 +223,19 @@ def _profile(
     }
 
 
-async def watch_pilot(app: App, timeline: Timeline) -> None:
+@contextlib.asynccontextmanager
+async def pilot_shown(app: App, timeline: Timeline) -> AsyncIterator[None]:
+    """Show every change of EVSE 1's limit and PWM duty while the block runs."""
+    watcher = asyncio.create_task(_watch_pilot(app, timeline))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _watch_pilot(app: App, timeline: Timeline) -> None:
     """Print every change of the limit and PWM duty (a display loop, 20 Hz)."""
     assert app.station is not None
     rig, controller = app.rigs[1], app.station.controllers[1]
@@ -242,8 +254,7 @@ async def _smart_charging_part(app: App, csms: CsmsEmulator, timeline: Timeline)
     """A TxDefaultProfile, then a TxProfile stepping down at period boundaries."""
     print()
     timeline.say("demo", "part 2: smart charging")
-    watcher = asyncio.create_task(watch_pilot(app, timeline))
-    try:
+    async with pilot_shown(app, timeline):
         long_ago = "2026-01-01T00:00:00Z"  # Absolute: in force before the session starts
         default = _profile(1, "TxDefaultProfile", 0, [(0, 16.0)], start_schedule=long_ago)
         answer = await csms.call(
@@ -289,10 +300,6 @@ async def _smart_charging_part(app: App, csms: CsmsEmulator, timeline: Timeline)
         app.apply_sim(1, "unplug", None)
         await _until_status(csms, ConnectorStatus.AVAILABLE, count=3)
         return composite.status == "Accepted" and len(periods) == 3
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
 
 
 async def _until_status(csms: CsmsEmulator, status: ConnectorStatus, count: int = 1) -> None:

@@ -14,7 +14,6 @@ summary; exits 0 when the CSMS saw the whole story.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -32,8 +31,8 @@ from hil.demo import (
     STEP_TIMEOUT_S,
     TOKEN,
     Timeline,
+    pilot_shown,
     run_scripted_session,
-    watch_pilot,
 )
 
 REMOTE_START_ID = 1
@@ -174,8 +173,7 @@ async def _smart_charging_part(app: App, csms: CsmsEmulator201, timeline: Timeli
     K08, K10), as the 1.6 demo's part 2."""
     print()
     timeline.say("demo", "part 2: smart charging")
-    watcher = asyncio.create_task(watch_pilot(app, timeline))
-    try:
+    async with pilot_shown(app, timeline):
         long_ago = "2026-01-01T00:00:00Z"  # Absolute: in force before the session starts
         default = _profile(1, "TxDefaultProfile", 0, [(0, 16.0)], start_schedule=long_ago)
         answer = await csms.call(
@@ -225,10 +223,6 @@ async def _smart_charging_part(app: App, csms: CsmsEmulator201, timeline: Timeli
         await _tx_event(csms, "Ended", count=2)
         await _until_status(csms, "Available", count=3)
         return composite.status == "Accepted" and len(periods) == 3
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
 
 
 def _summary(
