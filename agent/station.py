@@ -152,11 +152,8 @@ class Station:
             them would be a wrong station total) or when no summable measurand is
             configured.
         """
-        readings = [ctl.hw.meter.latest for ctl in self.controllers.values()]
-        if not readings or any(r is None for r in readings):
-            return None
         return station_sample(
-            [r for r in readings if r is not None],
+            [ctl.hw.meter.latest for ctl in self.controllers.values()],
             measurands,
             context=context,
             timestamp=self._clock.iso_now(),

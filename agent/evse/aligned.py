@@ -217,15 +217,13 @@ class ClockAlignedSampler:
         """Take the samples due at ``boundary``."""
         timestamp = to_iso(boundary)
         log.debug("clock-aligned sample at %s", timestamp)
-        readings = [evse.meter_reading for evse in self._evses.values()]
-        if readings and all(r is not None for r in readings):
-            total = station_sample(
-                [r for r in readings if r is not None],
-                self._settings.get_list(MEASURANDS_SETTING),
-                context=ReadingContext.SAMPLE_CLOCK,
-                timestamp=timestamp,
-            )
-            if total is not None:
-                self._publish(0, total)
+        total = station_sample(
+            [evse.meter_reading for evse in self._evses.values()],
+            self._settings.get_list(MEASURANDS_SETTING),
+            context=ReadingContext.SAMPLE_CLOCK,
+            timestamp=timestamp,
+        )
+        if total is not None:
+            self._publish(0, total)
         for evse in self._evses.values():
             evse.post_clock_aligned(timestamp)

@@ -136,7 +136,7 @@ def build_sample(
 
 
 def station_sample(
-    readings: Sequence[MeterReading],
+    readings: Sequence[MeterReading | None],
     measurands: Iterable[str],
     *,
     context: ReadingContext,
@@ -149,30 +149,32 @@ def station_sample(
     offered values are per connector and left out.
 
     Args:
-        readings: The latest reading of every EVSE meter; pass all of them (a
-            sum over some meters would be a wrong station total).
+        readings: The latest reading of every EVSE meter (None for a meter that
+            has not answered yet); pass all of them.
         measurands: Configured entries.
         context: Why the sample is taken.
         timestamp: ISO 8601 UTC.
 
     Returns:
-        The sample, or None when there is nothing to report (no readings, or no
-        summable measurand configured).
+        The sample, or None when there is nothing to report: no readings, a meter
+        without a reading yet (a sum over some meters would be a wrong station
+        total), or no summable measurand configured.
     """
-    if not readings:
+    if not readings or any(r is None for r in readings):
         return None
+    answered = [r for r in readings if r is not None]
     values: list[SampledValue] = []
     for entry in dict.fromkeys(measurands):
         match entry:
             case "Energy.Active.Import.Register":
-                total = sum(r.energy_import_wh for r in readings)
+                total = sum(r.energy_import_wh for r in answered)
                 values.append(SampledValue(entry, round(total), "Wh"))
             case "Energy.Active.Export.Register":
-                exports = [r.energy_export_wh for r in readings]
+                exports = [r.energy_export_wh for r in answered]
                 if all(e is not None for e in exports):
                     values.append(SampledValue(entry, round(sum(e or 0.0 for e in exports)), "Wh"))
             case "Power.Active.Import":
-                total = sum(max(r.power_w, 0.0) for r in readings)
+                total = sum(max(r.power_w, 0.0) for r in answered)
                 values.append(SampledValue(entry, round(total, 1), "W"))
     if not values:
         return None

@@ -293,9 +293,10 @@ def test_station_sample_sums_what_sums() -> None:
         pytest.param([], [E_IMP], id="no-meters"),
         pytest.param([reading()], [VOLT, I_IMP], id="nothing-summable"),
         pytest.param([reading(energy_export_wh=1.0), reading()], [E_EXP], id="export-unknown"),
+        pytest.param([reading(), None], [E_IMP], id="a-meter-not-answered-yet"),
     ],
 )
-def test_station_sample_none(meters: list[MeterReading], measurands: list[str]) -> None:
+def test_station_sample_none(meters: list[MeterReading | None], measurands: list[str]) -> None:
     sample = station_sample(
         meters, measurands, context=ReadingContext.SAMPLE_CLOCK, timestamp="2026-11-24T00:15:00Z"
     )
