@@ -17,6 +17,7 @@ from hal.pilot import PilotMode, PilotOutput
 from hal.sim.pilot import OutputChange, SimControlPilot
 from hil.csms import CsmsEmulator, ReceivedCall
 from tests.conftest import GUARD_S, RunningApp, StartApp, registered
+from tests.ocpp.schedule_timing import assert_periods_not_early, next_whole_second
 
 CP = "CP1"
 LONG_AGO = "2024-01-01T00:00:00.000Z"
@@ -134,15 +135,13 @@ async def test_period_boundaries_change_the_duty(csms: CsmsEmulator, start_app: 
     history = agent.rig.pilot.output_history
     seen_before = len(history)
     # starts on the next whole second, so every boundary is a timer of the agent
-    start_dt = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    start_mono_s = time.monotonic() + (start_dt - datetime.now(UTC)).total_seconds()
-    start = to_iso(start_dt)
+    start = next_whole_second()
     # 16 A, 8 A at 2 s; 4 A at 4 s suspends: that status is the event to wait for
     body = profile(
         6,
         [(0, 16), (2, 8), (4, 4)],
         purpose="TxProfile",
-        start_schedule=start,
+        start_schedule=start.iso,
         transaction_id=tx_id,
     )
     mark = last_seq(csms)
@@ -151,11 +150,7 @@ async def test_period_boundaries_change_the_duty(csms: CsmsEmulator, start_app: 
     changes = [c for c in list(history)[seen_before:] if c.output.mode is PilotMode.PWM]
     duties = [round(c.output.duty_pct, 1) for c in changes]
     assert duties == [26.6, 13.3], duties
-    # each period begins on its boundary, never before it (how late a timer fires on a
-    # loaded machine is not a property of the code)
-    early_s = 0.1  # wall clock to monotonic conversion and timer resolution
-    assert changes[0].monotonic_s >= start_mono_s - early_s
-    assert changes[1].monotonic_s >= start_mono_s + 2 - early_s
+    assert_periods_not_early(changes, start, [0, 2])  # each period on its boundary
 
 
 async def test_composite_schedule_per_reference(csms: CsmsEmulator, start_app: StartApp) -> None:

@@ -4,7 +4,6 @@ profile reports, clearing, and the 2.0.1 rejection rules with their reason codes
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from agent.smart_charging import (
 from hal.pilot import PilotMode
 from hil.csms201 import CsmsEmulator201
 from tests.conftest import GUARD_S, RunningApp, StartApp
+from tests.ocpp.schedule_timing import assert_periods_not_early, next_whole_second
 from tests.ocpp.v201_helpers import CP, V201, registered201, start_registered
 
 LONG_AGO = "2024-01-01T00:00:00.000Z"
@@ -137,15 +137,13 @@ async def test_tx_profile_periods_reach_the_duty_at_their_boundaries(
     history = agent.rig.pilot.output_history
     seen = len(history)
     # starts on the next whole second, so every boundary is a timer of the agent
-    start_dt = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    start_mono_s = time.monotonic() + (start_dt - datetime.now(UTC)).total_seconds()
-    start = to_iso(start_dt)
+    start = next_whole_second()
     # 16 A, 8 A at 2 s, 4 A at 4 s: below 6 A the EVSE suspends (the event to wait for)
     body = profile(
         6,
         [(0, 16), (2, 8), (4, 4)],
         purpose="TxProfile",
-        start_schedule=start,
+        start_schedule=start.iso,
         transaction_id=tx_id,
     )
     assert await set_profile(csms201, 1, body) == ("Accepted", None)
@@ -153,11 +151,7 @@ async def test_tx_profile_periods_reach_the_duty_at_their_boundaries(
     assert not agent.app.coil_is_on(1)
     changes = [c for c in list(history)[seen:] if c.output.mode is PilotMode.PWM]
     assert [round(c.output.duty_pct, 1) for c in changes] == [26.6, 13.3]
-    # each period begins on its boundary, never before it (how late a timer fires on a
-    # loaded machine is not a property of the code)
-    early_s = 0.1  # wall clock to monotonic conversion and timer resolution
-    assert changes[0].monotonic_s >= start_mono_s - early_s
-    assert changes[1].monotonic_s >= start_mono_s + 2 - early_s
+    assert_periods_not_early(changes, start, [0, 2])  # each period on its boundary
 
     # the TxProfile dies with its transaction (K01.FR.?? / REFERENCE 3.1)
     stop = await csms201.call(CP, call.RequestStopTransaction(transaction_id=tx_id))
